@@ -1,0 +1,288 @@
+"""``glmm()``: fit a generalized linear mixed model by Monte Carlo maximum likelihood."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from . import validation
+from .design import build_design
+from .errors import ConvergenceError, ConvergenceWarning, ImportanceSamplingWarning
+from .families import Family, get_family
+from .importance import ImportanceSampler, conditional_mode, glmm_mixture, laplace_t
+from .mcla import Evaluation, MCLAObjective
+from .optimize import TrustStep, trust_maximize
+from .parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
+from .pql import SIGMA_FLOOR, pql_centre
+from .problem import Problem
+from .results import FitRound, GLMMResults
+
+FloatArray = NDArray[np.float64]
+
+
+def glmm(
+    fixed: str,
+    random: str | Sequence[str],
+    data: Any,
+    family: str | Family = "bernoulli",
+    m: int = 10_000,
+    *,
+    varcomps_names: Sequence[str] | None = None,
+    varcomps_equal: Sequence[int] | None = None,
+    rng: int | np.random.SeedSequence | np.random.Generator | None = None,
+    blocks: str = "independent",
+    importance: str = "laplace",
+    recentre: int = 1,
+    pilot_m: int = 10_000,
+    do_pql: bool = True,
+    p1: float = 1 / 3,
+    p2: float = 1 / 3,
+    p3: float = 1 / 3,
+    zeta: float = 5.0,
+    par_init: Sequence[float] | None = None,
+    rmax: float = 1000.0,
+    iterlim: int = 1000,
+    chunk_size: int | None = None,
+    na_action: str = "raise",
+    progress: bool = False,
+    debug: bool = False,
+) -> GLMMResults:
+    r"""Fit a GLMM by maximising the Monte Carlo likelihood approximation (MCLA).
+
+    The model (ALGORITHM.md 1): given random effects
+    :math:`u \sim N_q(0, D(\nu))`, with one variance :math:`\nu_t` per variance
+    component, the responses are independent with canonical parameter
+
+    .. math:: \eta = X\beta + Zu,
+
+    and the likelihood :math:`f_\theta(y) = \int f_\theta(y\mid u) f_\theta(u)\,du` is
+    approximated by importance sampling and maximised over
+    :math:`\theta = (\beta, \nu)` with a trust-region method using the exact gradient
+    and Hessian of the approximation.
+
+    Parameters
+    ----------
+    fixed : str
+        Fixed-effects formula with the response on the left, e.g. ``"Mate ~ 0 + Cross"``.
+        Binomial responses are written ``"cbind(successes, failures) ~ x"``.
+    random : str or sequence of str
+        Random-effects formulas, one grouping factor each: ``["~ 0 + Female",
+        "~ 0 + Male"]``. Grouping columns are factors whatever their dtype.
+    data : pandas.DataFrame or mapping
+        The data (never modified).
+    family : {"bernoulli", "poisson", "binomial"} or Family
+        Response family, with its canonical link.
+    m : int
+        Monte Carlo sample size (per block).
+    varcomps_names : sequence of str, optional
+        Names of the variance components (default: the grouping factors' names).
+    varcomps_equal : sequence of int, optional
+        Variance component (1..T in order of first appearance) of each random formula;
+        ``[1, 1]`` ties two formulas to one variance.
+    rng : int, SeedSequence or Generator, optional
+        Seed of every random draw; the same seed gives the same fit.
+    blocks : {"independent", "joint"}
+        ``"independent"`` factorises the MCLA over the independent blocks of the
+        random-effect design (ALGORITHM.md 12.1); ``"joint"`` uses one joint sample as
+        R's glmm does.
+    importance : {"laplace", "glmm"}
+        Proposal: a per-block Student t centred at the conditional mode
+        (ALGORITHM.md 12.2), or R glmm's three-part mixture (3.1) per block.
+    recentre : int
+        Number of re-centring rounds: the proposal is rebuilt at the current
+        estimate, a fresh sample is drawn and the MCLA is maximised again.
+    pilot_m : int
+        Sample size of every round but the last (at most ``m``).
+    do_pql : bool
+        Centre the first proposal at PQL estimates; if false at ``beta = 0, nu = 1``.
+    p1, p2, p3 : float
+        Mixture probabilities of the ``"glmm"`` proposal (sum 1, ``p1 > 0``).
+    zeta : float
+        Degrees of freedom of the t proposals (real, positive).
+    par_init : sequence of float, optional
+        Start ``(beta, nu)``; skips PQL and centres the first proposal there.
+    rmax : float
+        Largest trust-region radius.
+    iterlim : int
+        Largest number of trust-region iterations per round.
+    chunk_size : int, optional
+        Rows of the Monte Carlo sample processed at once (memory is bounded by
+        ``chunk_size x n``).
+    na_action : {"raise", "drop"}
+        Missing values in a used column raise an error, or their rows are dropped
+        with a warning.
+    progress : bool
+        Print the trust-region iterations to standard error.
+    debug : bool
+        Keep the trust-region traces in the result.
+
+    Returns
+    -------
+    GLMMResults
+
+    Examples
+    --------
+    >>> import pyglmm as pg
+    >>> sal = pg.datasets.load_salamander()
+    >>> fit = pg.glmm("Mate ~ 0 + Cross", random=["~ 0 + Female", "~ 0 + Male"],
+    ...               data=sal, family="bernoulli", m=2_000, rng=1234,
+    ...               varcomps_names=["F", "M"])
+    >>> fit.trust_converged
+    True
+    """
+    started = time.perf_counter()
+    fam = get_family(family)
+    settings = validation.check_settings(
+        m=m, blocks=blocks, importance=importance, recentre=recentre, pilot_m=pilot_m,
+        p=(p1, p2, p3), zeta=zeta, rmax=rmax, iterlim=iterlim, chunk_size=chunk_size,
+    )
+    seed = validation.seed_sequence(rng)
+    design = build_design(
+        fixed, random, data, fam, varcomps_names=varcomps_names,
+        varcomps_equal=varcomps_equal, na_action=na_action,
+    )
+    n_fixed = design.n_fixed
+    theta_init = validation.check_par_init(par_init, design.param_names, n_fixed)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        t0 = time.perf_counter()
+        problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
+        if theta_init is not None:
+            beta_pql, nu_pql = theta_init[:n_fixed], theta_init[n_fixed:]
+            variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
+            u_pql = np.zeros(problem.n_effects)
+        elif do_pql:
+            pql = pql_centre(problem)
+            beta_pql, nu_pql, variances, u_pql = pql.beta, pql.nu, pql.variances, pql.u
+        else:
+            beta_pql = np.zeros(n_fixed)
+            nu_pql = np.ones(design.n_components)
+            variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
+        timings = {"design_pql": time.perf_counter() - t0}
+
+        theta = np.concatenate([beta_pql, variances])
+        size = settings["chunk_size"] or default_chunk_size(design.n_obs)
+        rounds: list[FitRound] = []
+        n_rounds = settings["recentre"] + 1
+        mode: FloatArray | None = None
+        final_eval: Evaluation | None = None
+        for r in range(n_rounds):
+            last = r == n_rounds - 1
+            m_round = settings["m"] if last else min(settings["m"], settings["pilot_m"])
+            t_sample = time.perf_counter()
+            beta_c = theta[:n_fixed]
+            nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
+            sampler: ImportanceSampler
+            if settings["importance"] == "laplace":
+                sampler, mode = laplace_t(problem, beta_c, nu_c, settings["zeta"], start=mode)
+            elif r == 0:
+                sampler = glmm_mixture(
+                    problem, beta_pql, variances, u_pql, settings["p"], settings["zeta"]
+                )
+            else:
+                mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
+                sampler = glmm_mixture(
+                    problem, beta_c, nu_c, mode, settings["p"], settings["zeta"]
+                )
+            sizes = chunk_sizes(m_round, size)
+            store = ChunkStore(problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes)
+            objective = _CachingObjective(MCLAObjective(problem, store, sizes))
+            if store.cached:
+                for j in range(len(sizes)):
+                    store(j)
+            t_opt = time.perf_counter()
+            callback = _progress_printer(r, n_rounds) if progress else None
+            try:
+                result = trust_maximize(
+                    objective, theta, rinit=10.0, rmax=settings["rmax"],
+                    iterlim=settings["iterlim"], callback=callback,
+                )
+            except ValueError as exc:
+                raise ConvergenceError(
+                    f"the Monte Carlo likelihood is not finite at the start {theta.tolist()}; "
+                    "give par_init with positive variance components"
+                ) from exc
+            theta = result.argument
+            final_eval = objective.evaluation_at(theta)
+            rounds.append(FitRound(
+                sampler=sampler.kind, m=m_round, converged=result.converged,
+                iterations=result.iterations, n_evaluations=objective.inner.n_evaluations,
+                estimate=theta.copy(), value=result.value,
+                min_ess=float(final_eval.block_ess.min()),
+                seconds_sampling=t_opt - t_sample,
+                seconds_optimising=time.perf_counter() - t_opt,
+                trace=result.trace if debug else (),
+            ))
+        assert final_eval is not None
+        timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
+        timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
+
+    fit = GLMMResults.from_fit(
+        design=design, problem=problem, family=fam, evaluation=final_eval,
+        theta=theta, rounds=tuple(rounds), beta_pql=beta_pql, nu_pql=nu_pql,
+        u_pql=problem.blocks.effects_to_design_order(u_pql), settings=settings,
+        seed=seed, timings=timings | {"total": time.perf_counter() - started},
+    )
+    _warn_after_fit(fit)
+    return fit
+
+
+class _CachingObjective:
+    """Wraps the MCLA for the optimiser and keeps the last full evaluation."""
+
+    def __init__(self, inner: MCLAObjective) -> None:
+        self.inner = inner
+        self._last: tuple[bytes, Evaluation] | None = None
+
+    def evaluation_at(self, theta: FloatArray) -> Evaluation:
+        key = np.asarray(theta, dtype=np.float64).tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        ev = self.inner.evaluate(theta)
+        self._last = (key, ev)
+        return ev
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+        ev = self.evaluation_at(theta)
+        return ev.value, ev.gradient, ev.hessian
+
+
+def _progress_printer(round_index: int, n_rounds: int) -> Any:
+    def show(step: TrustStep) -> None:
+        status = "accepted" if step.accepted else "rejected"
+        print(
+            f"[pyglmm] round {round_index + 1}/{n_rounds} iteration {step.iteration}: "
+            f"loglik {step.value:.6f} -> {step.trial_value:.6f} ({status}, "
+            f"{step.step_type}, radius {step.radius:.3g})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _warn_after_fit(fit: GLMMResults) -> None:
+    if not fit.trust_converged:
+        warnings.warn(
+            f"the trust-region optimiser stopped after {fit.iterations} iterations without "
+            "converging; the estimates are not the Monte Carlo MLE. Refit with "
+            "par_init=fit.params() (and perhaps a larger iterlim).",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    smallest = float(np.min(fit.block_ess))
+    if smallest < 0.01 * fit.m:
+        warnings.warn(
+            f"the smallest per-block effective sample size is {smallest:.1f} of m = {fit.m} "
+            "draws (< 1%): the importance weights are degenerate and the Monte Carlo "
+            "errors unreliable. Raise m, or try importance='laplace' with recentre >= 1.",
+            ImportanceSamplingWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,286 @@
+"""Exponential families with canonical link: cumulant functions and response checks.
+
+A family holds exactly its mathematics: the cumulant function :math:`c(\\eta)`, its
+first two derivatives (mean and variance functions), the log-likelihood constant that
+does not depend on the parameters, and the check of the response (ALGORITHM.md 1.2).
+All functions act elementwise on arrays of canonical parameters ``eta`` whose last
+axis runs over observations; ``trials`` (binomial numbers of trials) broadcasts
+against it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import gammaln
+
+from .errors import ArgumentError, ArgumentTypeError, DataError
+
+FloatArray = NDArray[np.float64]
+
+#: Largest canonical parameter used in the Poisson cumulant: exp(300) is finite and
+#: so are its squares, so weights and moments never overflow; the affected samples
+#: already have log-weights far below any competitor (ALGORITHM.md 1.2 [fix]).
+POISSON_ETA_MAX = 300.0
+
+
+class Family(ABC):
+    """A one-parameter exponential family with canonical link.
+
+    Attributes
+    ----------
+    name : str
+        Family name as used by :func:`pyglmm.glmm` (``"bernoulli"``, ...).
+    link : str
+        Description of the canonical link, as printed in the summary.
+    """
+
+    name: ClassVar[str]
+    link: ClassVar[str]
+
+    @abstractmethod
+    def loglik_terms(self, eta: FloatArray, y: FloatArray, trials: FloatArray) -> FloatArray:
+        """Return :math:`y\\eta - c(\\eta)` elementwise, the parameter-dependent log density."""
+
+    @abstractmethod
+    def mean_variance(
+        self, eta: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Return :math:`c'(\\eta)` and :math:`c''(\\eta)` elementwise."""
+
+    @abstractmethod
+    def cumulant(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        """Return :math:`c(\\eta)` elementwise."""
+
+    def all_terms(
+        self, eta: FloatArray, y: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Return log-density terms, means and variances in one pass.
+
+        Subclasses override this to share the transcendental functions between the
+        three outputs; it is the hot path of every objective evaluation.
+        """
+        mean, variance = self.mean_variance(eta, trials)
+        return self.loglik_terms(eta, y, trials), mean, variance
+
+    def mean(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        """Return the mean :math:`c'(\\eta)`."""
+        return self.mean_variance(eta, trials)[0]
+
+    def variance(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        """Return the variance function :math:`c''(\\eta)`."""
+        return self.mean_variance(eta, trials)[1]
+
+    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
+        """Return the part of the log-likelihood that does not depend on the parameters."""
+        return 0.0
+
+    @abstractmethod
+    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
+        """Raise :class:`~pyglmm.errors.DataError` if the response is invalid."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _check_finite(y: FloatArray, name: str) -> None:
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"response {name!r} has non-finite values; remove or fix those rows")
+
+
+def _check_integer_valued(y: FloatArray, name: str, what: str) -> None:
+    bad = np.flatnonzero(y != np.round(y))
+    if bad.size:
+        raise DataError(
+            f"{what} {name!r} must be integer-valued; {bad.size} value(s) are not "
+            f"(first at row {bad[0]}: {y[bad[0]]!r})"
+        )
+
+
+def _logistic_pieces(eta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Return ``e = exp(-|eta|)``, ``log(1 + e)`` and the logistic mean, stably.
+
+    The mean is ``1/2 + sign(eta) (1 - e) / (2 (1 + e))``, exact to rounding in
+    absolute terms (which is what residuals ``y - mean`` need) and much cheaper than a
+    masked ``where`` on large arrays.
+    """
+    e = np.exp(-np.abs(eta))
+    inv = 1.0 / (1.0 + e)
+    # log(1 + e) with e in (0, 1] loses nothing relevant here and is much faster than
+    # log1p on some builds (PERFORMANCE_NOTES.md).
+    log_one_plus_e = -np.log(inv)
+    half_tanh = (0.5 - 0.5 * e) * inv
+    mean = 0.5 + np.copysign(half_tanh, eta)
+    return e, log_one_plus_e, mean
+
+
+def _logistic_variance(e: FloatArray) -> FloatArray:
+    """``c''(eta) = e / (1 + e)^2`` with ``e = exp(-|eta|)``, free of cancellation."""
+    inv = 1.0 / (1.0 + e)
+    return e * inv * inv
+
+
+class Bernoulli(Family):
+    """Bernoulli responses in {0, 1} with logit link: :math:`c(\\eta)=\\log(1+e^\\eta)`."""
+
+    name = "bernoulli"
+    link = "logit (log odds)"
+
+    def cumulant(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        _, log_one_plus_e, _ = _logistic_pieces(eta)
+        return np.maximum(eta, 0.0) + log_one_plus_e
+
+    def loglik_terms(self, eta: FloatArray, y: FloatArray, trials: FloatArray) -> FloatArray:
+        return y * eta - self.cumulant(eta, trials)
+
+    def mean_variance(
+        self, eta: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        _, _, mean = _logistic_pieces(eta)
+        return mean, mean * (1.0 - mean)
+
+    def all_terms(
+        self, eta: FloatArray, y: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        e, log_one_plus_e, mean = _logistic_pieces(eta)
+        terms = y * eta - np.maximum(eta, 0.0) - log_one_plus_e
+        return terms, mean, _logistic_variance(e)
+
+    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
+        _check_finite(y, name)
+        bad = np.flatnonzero((y != 0.0) & (y != 1.0))
+        if bad.size:
+            raise DataError(
+                f"bernoulli response {name!r} must be 0 or 1; {bad.size} value(s) are not "
+                f"(first at row {bad[0]}: {y[bad[0]]!r}). For counts out of several trials "
+                "use family='binomial' with 'cbind(successes, failures) ~ ...'."
+            )
+
+
+class Binomial(Family):
+    """Binomial successes out of ``trials`` with logit link."""
+
+    name = "binomial"
+    link = "logit (log odds)"
+
+    def cumulant(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        _, log_one_plus_e, _ = _logistic_pieces(eta)
+        return trials * (np.maximum(eta, 0.0) + log_one_plus_e)
+
+    def loglik_terms(self, eta: FloatArray, y: FloatArray, trials: FloatArray) -> FloatArray:
+        return y * eta - self.cumulant(eta, trials)
+
+    def mean_variance(
+        self, eta: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        _, _, mean = _logistic_pieces(eta)
+        return trials * mean, trials * mean * (1.0 - mean)
+
+    def all_terms(
+        self, eta: FloatArray, y: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        e, log_one_plus_e, mean = _logistic_pieces(eta)
+        terms = y * eta - trials * (np.maximum(eta, 0.0) + log_one_plus_e)
+        variance = trials * _logistic_variance(e)
+        return terms, trials * mean, variance
+
+    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
+        log_choose = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
+        return float(np.sum(log_choose))
+
+    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
+        _check_finite(y, name)
+        failures = trials - y
+        for values, what in ((y, "successes"), (failures, "failures")):
+            negative = np.flatnonzero(values < 0)
+            if negative.size:
+                raise DataError(
+                    f"binomial {what} in {name!r} must be non-negative; "
+                    f"{negative.size} value(s) are negative (first at row {negative[0]})"
+                )
+            _check_integer_valued(values, name, f"binomial {what} in")
+
+
+class Poisson(Family):
+    """Poisson counts with log link: :math:`c(\\eta)=e^\\eta`.
+
+    The canonical parameter is capped at :data:`POISSON_ETA_MAX` so that no
+    evaluation overflows.
+    """
+
+    name = "poisson"
+    link = "log"
+
+    def cumulant(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        return np.exp(np.minimum(eta, POISSON_ETA_MAX))
+
+    def loglik_terms(self, eta: FloatArray, y: FloatArray, trials: FloatArray) -> FloatArray:
+        capped = np.minimum(eta, POISSON_ETA_MAX)
+        return y * capped - np.exp(capped)
+
+    def mean_variance(
+        self, eta: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        mean = np.exp(np.minimum(eta, POISSON_ETA_MAX))
+        return mean, mean
+
+    def all_terms(
+        self, eta: FloatArray, y: FloatArray, trials: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        capped = np.minimum(eta, POISSON_ETA_MAX)
+        mean = np.exp(capped)
+        return y * capped - mean, mean, mean
+
+    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
+        return float(-np.sum(gammaln(y + 1.0)))
+
+    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
+        _check_finite(y, name)
+        negative = np.flatnonzero(y < 0)
+        if negative.size:
+            raise DataError(
+                f"poisson response {name!r} must be non-negative counts; {negative.size} "
+                f"value(s) are negative (first at row {negative[0]}: {y[negative[0]]!r})"
+            )
+        _check_integer_valued(y, name, "poisson response")
+
+
+_FAMILIES: dict[str, type[Family]] = {
+    "bernoulli": Bernoulli,
+    "binomial": Binomial,
+    "poisson": Poisson,
+}
+
+
+def get_family(family: str | Family | type[Family]) -> Family:
+    """Return a :class:`Family` instance from a name, class or instance.
+
+    Parameters
+    ----------
+    family : str, Family or Family subclass
+        ``"bernoulli"``, ``"binomial"`` or ``"poisson"`` (case-insensitive; R's
+        ``"bernoulli.glmm"`` spellings are accepted too), or a family object.
+
+    Returns
+    -------
+    Family
+    """
+    if isinstance(family, Family):
+        return family
+    if isinstance(family, type) and issubclass(family, Family):
+        return family()
+    if not isinstance(family, str):
+        raise ArgumentTypeError(
+            f"family must be a string such as 'bernoulli' or a Family object, "
+            f"not {type(family).__name__}"
+        )
+    key = family.strip().lower().removesuffix(".glmm")
+    if key not in _FAMILIES:
+        raise ArgumentError(
+            f"unknown family {family!r}; choose one of {sorted(_FAMILIES)} "
+            "(all with their canonical link)"
+        )
+    return _FAMILIES[key]()

@@ -1,0 +1,245 @@
+"""Importance-sampling proposals, one independent factor per block.
+
+Two proposals are provided, both products over the blocks of
+:mod:`pyglmm.blocks` (with ``blocks="joint"`` there is one block and the first is
+exactly R glmm's proposal):
+
+* :func:`glmm_mixture` -- R glmm's three-part mixture (ALGORITHM.md 3.1) restricted
+  to each block: ``p1 t_zeta(0, D*) + p2 N(u*, D*) + p3 N(u*, Sigma~)``. Each block of
+  each draw picks its own component.
+* :func:`laplace_t` -- a multivariate ``t_zeta`` per block centred at the conditional
+  mode of the random effects and scaled by the curvature there (ALGORITHM.md 12.2).
+
+Draws and log-densities are in block order; log-densities are per block (m, B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import gammaln
+
+from .blocklinalg import BlockCholesky, block_precision
+from .problem import Problem
+
+FloatArray = NDArray[np.float64]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True)
+class Component:
+    """A per-block normal or Student t distribution.
+
+    The scale matrix of block ``b`` is ``diag(sd_b^2)`` when ``cholesky`` is None,
+    otherwise the inverse of the precision whose Cholesky factors ``cholesky`` holds.
+    ``df`` None means normal.
+    """
+
+    location: FloatArray  # (q,) block order
+    sd: FloatArray | None
+    cholesky: BlockCholesky | None
+    df: float | None
+
+    def _half_log_det_precision(self, problem: Problem) -> FloatArray:
+        if self.cholesky is not None:
+            return self.cholesky.half_log_det
+        assert self.sd is not None
+        return -problem.blocks.block_sum(np.log(self.sd))
+
+    def transform(self, z: FloatArray) -> FloatArray:
+        """Map standard normal rows to rows with this component's scale matrix."""
+        if self.cholesky is not None:
+            return self.cholesky.draw_transform(z)
+        assert self.sd is not None
+        return z * self.sd
+
+    def quadratic_form(self, u: FloatArray, problem: Problem) -> FloatArray:
+        """Return ``(u - loc)^T S_b^{-1} (u - loc)`` per block, shape (m, B)."""
+        r = u - self.location
+        if self.cholesky is not None:
+            return self.cholesky.quadratic_form(r, problem.blocks.n_blocks)
+        assert self.sd is not None
+        return problem.blocks.block_sum((r / self.sd) ** 2)
+
+    def log_density(self, u: FloatArray, problem: Problem) -> FloatArray:
+        """Log density of every block of every row of ``u``: shape (m, B)."""
+        d = problem.blocks.block_sizes.astype(np.float64)
+        quad = self.quadratic_form(u, problem)
+        half_log_det = self._half_log_det_precision(problem)
+        if self.df is None:
+            return -0.5 * d * _LOG_2PI + half_log_det - 0.5 * quad
+        nu = self.df
+        const = gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * np.log(nu * np.pi)
+        return const + half_log_det - 0.5 * (nu + d) * np.log1p(quad / nu)
+
+
+@dataclass(frozen=True)
+class ImportanceSampler:
+    """A mixture of per-block components; each block of each draw picks a component.
+
+    Attributes
+    ----------
+    kind : str
+        ``"glmm"`` or ``"laplace"``.
+    components : tuple of Component
+    probabilities : tuple of float
+        Mixture probabilities of the components (all positive, summing to one).
+    """
+
+    kind: str
+    components: tuple[Component, ...]
+    probabilities: tuple[float, ...]
+
+    def draw(self, rng: np.random.Generator, n_draws: int, problem: Problem) -> FloatArray:
+        """Draw ``n_draws`` rows of block-ordered random effects: shape (n_draws, q)."""
+        n_blocks = problem.blocks.n_blocks
+        effect_block = problem.blocks.effect_block
+        n_comp = len(self.components)
+        labels = (
+            rng.choice(n_comp, size=(n_draws, n_blocks), p=np.asarray(self.probabilities))
+            if n_comp > 1
+            else None
+        )
+        z = rng.standard_normal((n_draws, problem.n_effects))
+        out = np.empty_like(z)
+        for j, comp in enumerate(self.components):
+            candidate = comp.transform(z)
+            if comp.df is not None:
+                scale = np.sqrt(rng.chisquare(comp.df, size=(n_draws, n_blocks)) / comp.df)
+                candidate /= scale[:, effect_block]
+            candidate += comp.location
+            if labels is None:
+                out = candidate
+            else:
+                mask = labels[:, effect_block] == j
+                np.copyto(out, candidate, where=mask)
+        return out
+
+    def log_density(self, u: FloatArray, problem: Problem) -> FloatArray:
+        """Log proposal density of every block of every row: shape (m, B)."""
+        terms = [
+            np.log(p) + comp.log_density(u, problem)
+            for p, comp in zip(self.probabilities, self.components, strict=True)
+        ]
+        if len(terms) == 1:
+            return terms[0]
+        return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+
+def conditional_mode(
+    problem: Problem,
+    beta: FloatArray,
+    nu: FloatArray,
+    start: FloatArray | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 200,
+) -> tuple[FloatArray, BlockCholesky]:
+    """Mode of the random effects given ``theta`` and the curvature there.
+
+    Maximises ``sum_i [y_i eta_i - c(eta_i)] - 1/2 sum_j u_j^2 / nu_t(j)`` over ``u`` by
+    Newton's method with step halving (ALGORITHM.md 12.2); the negative Hessian is
+    block-diagonal over the blocks.
+
+    Returns
+    -------
+    mode : ndarray, shape (q,)
+        Block-ordered conditional mode.
+    cholesky : BlockCholesky
+        Factors of the negative Hessian ``Z^T diag(c''(eta)) Z + D^{-1}`` at the mode.
+    """
+    prior_precision = 1.0 / problem.effect_variances(nu)
+    offset = problem.x @ beta
+    u = np.zeros(problem.n_effects) if start is None else np.array(start, dtype=np.float64)
+
+    def objective(v: FloatArray) -> float:
+        eta = offset + problem.z_times(v)
+        terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
+        return float(terms.sum() - 0.5 * np.dot(v * prior_precision, v))
+
+    value = objective(u)
+    for _ in range(max_iter):
+        eta = offset + problem.z_times(u)
+        mean, variance = problem.family.mean_variance(eta, problem.trials)
+        gradient = problem.zt_times(problem.y - mean) - prior_precision * u
+        precision = block_precision(
+            problem.groups, problem.blocks, problem.z_columns, variance, prior_precision
+        )
+        chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
+        step = chol.solve(gradient)
+        decrement = float(np.dot(step, gradient))
+        if decrement < tol:
+            break
+        size = 1.0
+        while size > 1e-10:
+            trial = u + size * step
+            trial_value = objective(trial)
+            if trial_value >= value:
+                break
+            size *= 0.5
+        u, value = trial, trial_value
+    eta = offset + problem.z_times(u)
+    variance = problem.family.variance(eta, problem.trials)
+    precision = block_precision(
+        problem.groups, problem.blocks, problem.z_columns, variance, prior_precision
+    )
+    return u, BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
+
+
+def glmm_mixture(
+    problem: Problem,
+    beta_star: FloatArray,
+    variances_star: FloatArray,
+    u_star: FloatArray,
+    p: tuple[float, float, float],
+    zeta: float,
+) -> ImportanceSampler:
+    """R glmm's three-part mixture at the centre ``(beta*, D*, u*)``, per block.
+
+    Parameters
+    ----------
+    problem : Problem
+    beta_star : ndarray, shape (p,)
+    variances_star : ndarray, shape (T,)
+        The clamped centre variances ``D*`` per component.
+    u_star : ndarray, shape (q,)
+        Block-ordered centre of the normal components.
+    p : (p1, p2, p3)
+        Mixture probabilities; zero entries drop their component.
+    zeta : float
+        Degrees of freedom of the t component.
+    """
+    sd = np.sqrt(problem.effect_variances(variances_star))
+    eta = problem.x @ beta_star + problem.z_times(u_star)
+    variance = problem.family.variance(eta, problem.trials)
+    candidates = [
+        Component(np.zeros(problem.n_effects), sd, None, float(zeta)),
+        Component(u_star, sd, None, None),
+    ]
+    if p[2] > 0:
+        precision = block_precision(
+            problem.groups, problem.blocks, problem.z_columns, variance, 1.0 / sd**2
+        )
+        chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
+        candidates.append(Component(u_star, None, chol, None))
+    kept = [(float(pj), comp) for pj, comp in zip(p, candidates, strict=False) if pj > 0]
+    return ImportanceSampler(
+        "glmm", tuple(c for _, c in kept), tuple(pj for pj, _ in kept)
+    )
+
+
+def laplace_t(
+    problem: Problem,
+    beta: FloatArray,
+    nu: FloatArray,
+    zeta: float,
+    start: FloatArray | None = None,
+) -> tuple[ImportanceSampler, FloatArray]:
+    """Per-block ``t_zeta`` at the conditional mode, scaled by the inverse curvature.
+
+    Returns the sampler and the block-ordered mode.
+    """
+    mode, chol = conditional_mode(problem, beta, nu, start=start)
+    return ImportanceSampler("laplace", (Component(mode, None, chol, float(zeta)),), (1.0,)), mode

@@ -1,0 +1,315 @@
+"""The Monte Carlo likelihood approximation: value, gradient and Hessian.
+
+For a fixed importance sample the block-wise MCLA (ALGORITHM.md 4 and 12.1) is
+
+.. math::
+
+    l_m(\\theta) = \\sum_b \\Big[\\log \\sum_k e^{b_{bk}(\\theta)} - \\log m\\Big],\\quad
+    b_{bk} = \\log f_\\theta(u_{(b)k}) + \\log f_\\theta(y_{I_b} \\mid u_{(b)k})
+             - \\log h_b(u_{(b)k}).
+
+The sample lives in chunks of rows. Each chunk keeps what does not depend on
+``theta`` (``Z u_k``, the per-block sums of squares of ``u_k`` and ``log h``) and
+returns a small *record* per evaluation: per block the maximum log-weight, the
+scaled weight sums, the weighted mean score and its centred second moment, the
+weighted variance-function sums and the squared-weight moments needed by the MCSE.
+Records merge associatively (rescaling to the common maximum, pairwise update of
+centred moments), always in chunk order, so the result does not depend on how many
+workers computed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .importance import ImportanceSampler
+from .problem import Problem
+
+FloatArray = NDArray[np.float64]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass(frozen=True)
+class ChunkSample:
+    """The theta-free part of one chunk of the importance sample."""
+
+    zu: FloatArray  # (m_j, n) Z u_k, observations in block order
+    sumsq: FloatArray  # (m_j, B, T) per block and component sums of u^2
+    log_h: FloatArray  # (m_j, B) log proposal density per block
+
+    @property
+    def n_draws(self) -> int:
+        """Number of rows in the chunk."""
+        return int(self.zu.shape[0])
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """Per-block sufficient summaries of one chunk at one ``theta`` (mergeable)."""
+
+    n_draws: int
+    max_log_weight: FloatArray  # (B,)
+    weight_sum: FloatArray  # (B,)  sum e^{b-a}
+    score_sum: FloatArray  # (B, P) sum e^{b-a} g
+    score_scatter: FloatArray  # (B, P, P) sum e^{b-a} (g - gbar)(g - gbar)^T
+    variance_sum: FloatArray  # (n,) sum e^{b-a} c''(eta), scaled by each row's block
+    nu_curvature_sum: FloatArray  # (B, T) sum e^{b-a} (q/(2 nu^2) - S/nu^3)
+    sq_weight_sum: FloatArray  # (B,) sum e^{2(b-a)}
+    sq_score_sum: FloatArray  # (B, P)
+    sq_score_outer: FloatArray  # (B, P, P)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The MCLA and what inference needs, at one ``theta``."""
+
+    value: float
+    gradient: FloatArray
+    hessian: FloatArray
+    block_values: FloatArray  # (B,) per-block log-likelihood contributions
+    block_ess: FloatArray  # (B,) Kish effective sample size per block
+    score_mc_covariance: FloatArray  # sum_b sum_k v^2 (g - gbar)(g - gbar)^T
+    n_draws: int
+
+
+def draw_chunk(
+    problem: Problem,
+    sampler: ImportanceSampler,
+    seed: np.random.SeedSequence,
+    n_draws: int,
+) -> ChunkSample:
+    """Draw one chunk from its own seed stream and precompute its theta-free part."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    u = sampler.draw(rng, n_draws, problem)
+    return ChunkSample(
+        zu=problem.z_times(u),
+        sumsq=problem.blocks.component_sums(u * u),
+        log_h=sampler.log_density(u, problem),
+    )
+
+
+class _BlockReducer:
+    """Per-block matrix products over observations, vectorised for few or many blocks."""
+
+    def __init__(self, problem: Problem) -> None:
+        blocks = problem.blocks
+        self.n_blocks = blocks.n_blocks
+        self.obs_block = blocks.obs_block
+        self.bounds = np.append(blocks.obs_starts, problem.y.size)
+        self.x = problem.x
+        self.few = self.n_blocks <= 32
+
+    def scores(self, resid: FloatArray) -> FloatArray:
+        """Return ``sum_{i in I_b} resid_ki x_i`` for every row and block: (m, B, p)."""
+        m, p = resid.shape[0], self.x.shape[1]
+        if self.few:
+            out = np.empty((m, self.n_blocks, p))
+            for b in range(self.n_blocks):
+                lo, hi = self.bounds[b], self.bounds[b + 1]
+                out[:, b, :] = resid[:, lo:hi] @ self.x[lo:hi]
+            return out
+        prod = resid[:, :, None] * self.x[None, :, :]
+        return np.add.reduceat(prod, self.bounds[:-1], axis=1)
+
+    def weighted_column_sums(self, weights: FloatArray, values: FloatArray) -> FloatArray:
+        """Return ``sum_k weights[k, block(i)] values[k, i]`` for every observation i."""
+        if self.few:
+            out = np.empty(values.shape[1])
+            for b in range(self.n_blocks):
+                lo, hi = self.bounds[b], self.bounds[b + 1]
+                out[lo:hi] = weights[:, b] @ values[:, lo:hi]
+            return out
+        return np.einsum("ki,ki->i", weights[:, self.obs_block], values)
+
+
+class MCLAObjective:
+    """The MCLA of one importance sample, evaluated chunk by chunk.
+
+    Parameters
+    ----------
+    problem : Problem
+        The model in block order.
+    chunk_source : callable
+        ``chunk_source(j)`` returns :class:`ChunkSample` ``j``; it may draw it afresh
+        (bounded memory) or return a cached one.
+    chunk_sizes : sequence of int
+        Number of rows in each chunk; their sum is the sample size ``m``.
+    record_map : callable, optional
+        ``record_map(function, chunk_ids)`` applies ``function`` to every chunk id and
+        returns the records in chunk order (the parallel backend); serial by default.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        chunk_source: Callable[[int], ChunkSample],
+        chunk_sizes: Iterable[int],
+        record_map: Callable[..., list[ChunkRecord]] | None = None,
+    ) -> None:
+        self.problem = problem
+        self.chunk_source = chunk_source
+        self.chunk_sizes = tuple(int(s) for s in chunk_sizes)
+        self.n_draws = sum(self.chunk_sizes)
+        self.record_map = record_map
+        self._reducer = _BlockReducer(problem)
+        counts = problem.blocks.component_counts.astype(np.float64)  # (B, T)
+        self._counts = counts
+        self._block_sizes = counts.sum(axis=1)
+        self.n_evaluations = 0
+
+    # -- one chunk -------------------------------------------------------------------
+    def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
+        """Compute the record of one chunk at ``theta`` (``nu`` must be positive)."""
+        problem = self.problem
+        p = problem.n_fixed
+        beta, nu = theta[:p], theta[p:]
+        eta = chunk.zu + problem.x @ beta
+        terms, mean, variance = problem.family.all_terms(eta, problem.y, problem.trials)
+        loglik = np.add.reduceat(terms, problem.blocks.obs_starts, axis=1)
+        log_prior = (
+            -0.5 * (self._block_sizes * _LOG_2PI + self._counts @ np.log(nu))
+            - 0.5 * (chunk.sumsq @ (1.0 / nu))
+        )
+        log_weight = loglik + log_prior - chunk.log_h  # (m, B)
+        top = log_weight.max(axis=0)
+        weight = np.exp(log_weight - top)
+        weight_sum = weight.sum(axis=0)
+
+        scores = np.empty((chunk.n_draws, problem.blocks.n_blocks, p + nu.size))
+        scores[:, :, :p] = self._reducer.scores(problem.y - mean)
+        scores[:, :, p:] = chunk.sumsq / (2.0 * nu**2) - self._counts / (2.0 * nu)
+        score_sum = np.einsum("kb,kbi->bi", weight, scores)
+        centred = scores - score_sum / weight_sum[:, None]
+        score_scatter = np.einsum("kb,kbi,kbj->bij", weight, centred, centred)
+        curvature = self._counts / (2.0 * nu**2) - chunk.sumsq / nu**3
+        sq_weight = weight * weight
+        return ChunkRecord(
+            n_draws=chunk.n_draws,
+            max_log_weight=top,
+            weight_sum=weight_sum,
+            score_sum=score_sum,
+            score_scatter=score_scatter,
+            variance_sum=self._reducer.weighted_column_sums(weight, variance),
+            nu_curvature_sum=np.einsum("kb,kbt->bt", weight, curvature),
+            sq_weight_sum=sq_weight.sum(axis=0),
+            sq_score_sum=np.einsum("kb,kbi->bi", sq_weight, scores),
+            sq_score_outer=np.einsum("kb,kbi,kbj->bij", sq_weight, scores, scores),
+        )
+
+    def _record_of(self, theta: FloatArray) -> Callable[[int], ChunkRecord]:
+        def compute(j: int) -> ChunkRecord:
+            return self.chunk_record(self.chunk_source(j), theta)
+
+        return compute
+
+    # -- merging ---------------------------------------------------------------------
+    def merge(self, first: ChunkRecord, second: ChunkRecord) -> ChunkRecord:
+        """Merge two records into the record of their union (associative)."""
+        top = np.maximum(first.max_log_weight, second.max_log_weight)
+        f1 = np.exp(first.max_log_weight - top)
+        f2 = np.exp(second.max_log_weight - top)
+        w1 = f1 * first.weight_sum
+        w2 = f2 * second.weight_sum
+        total = w1 + w2
+        delta = first.score_sum / first.weight_sum[:, None] - (
+            second.score_sum / second.weight_sum[:, None]
+        )
+        between = (w1 * w2 / total)[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        obs_block = self.problem.blocks.obs_block
+        g1, g2 = f1**2, f2**2
+        return ChunkRecord(
+            n_draws=first.n_draws + second.n_draws,
+            max_log_weight=top,
+            weight_sum=total,
+            score_sum=f1[:, None] * first.score_sum + f2[:, None] * second.score_sum,
+            score_scatter=f1[:, None, None] * first.score_scatter
+            + f2[:, None, None] * second.score_scatter
+            + between,
+            variance_sum=f1[obs_block] * first.variance_sum
+            + f2[obs_block] * second.variance_sum,
+            nu_curvature_sum=f1[:, None] * first.nu_curvature_sum
+            + f2[:, None] * second.nu_curvature_sum,
+            sq_weight_sum=g1 * first.sq_weight_sum + g2 * second.sq_weight_sum,
+            sq_score_sum=g1[:, None] * first.sq_score_sum + g2[:, None] * second.sq_score_sum,
+            sq_score_outer=g1[:, None, None] * first.sq_score_outer
+            + g2[:, None, None] * second.sq_score_outer,
+        )
+
+    # -- the objective -----------------------------------------------------------------
+    def records(self, theta: FloatArray) -> list[ChunkRecord]:
+        """Return the record of every chunk at ``theta``, in chunk order."""
+        compute = self._record_of(theta)
+        ids = range(len(self.chunk_sizes))
+        if self.record_map is None:
+            return [compute(j) for j in ids]
+        return self.record_map(self, theta, list(ids))
+
+    def evaluate(self, theta: FloatArray) -> Evaluation:
+        """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, nu)``.
+
+        A non-positive variance component gives value ``-inf`` with zero
+        placeholders for the derivatives (ALGORITHM.md 4.4).
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        problem = self.problem
+        p, n_par = problem.n_fixed, theta.size
+        n_blocks = problem.blocks.n_blocks
+        if np.any(theta[p:] <= 0) or not np.all(np.isfinite(theta)):
+            return Evaluation(
+                value=-np.inf,
+                gradient=np.zeros(n_par),
+                hessian=np.zeros((n_par, n_par)),
+                block_values=np.full(n_blocks, -np.inf),
+                block_ess=np.zeros(n_blocks),
+                score_mc_covariance=np.zeros((n_par, n_par)),
+                n_draws=self.n_draws,
+            )
+        self.n_evaluations += 1
+        recs = self.records(theta)
+        total = recs[0]
+        for rec in recs[1:]:
+            total = self.merge(total, rec)
+        return self.finish(total, theta)
+
+    def finish(self, total: ChunkRecord, theta: FloatArray) -> Evaluation:
+        """Turn the merged record of the whole sample into an :class:`Evaluation`."""
+        problem = self.problem
+        p = problem.n_fixed
+        s0 = total.weight_sum
+        block_values = total.max_log_weight + np.log(s0) - np.log(total.n_draws)
+        value = float(block_values.sum()) + problem.loglik_constant
+        mean_scores = total.score_sum / s0[:, None]
+        gradient = mean_scores.sum(axis=0)
+        hessian = (total.score_scatter / s0[:, None, None]).sum(axis=0)
+        row_weights = total.variance_sum / s0[problem.blocks.obs_block]
+        hessian[:p, :p] -= problem.x.T @ (row_weights[:, None] * problem.x)
+        hessian[p:, p:] += np.diag((total.nu_curvature_sum / s0[:, None]).sum(axis=0))
+        hessian = 0.5 * (hessian + hessian.T)
+        sq = total.sq_weight_sum
+        cross = total.sq_score_sum[:, :, None] * mean_scores[:, None, :]
+        centred_sq = (
+            total.sq_score_outer
+            - cross
+            - np.swapaxes(cross, 1, 2)
+            + sq[:, None, None] * mean_scores[:, :, None] * mean_scores[:, None, :]
+        )
+        score_mc_cov = (centred_sq / (s0**2)[:, None, None]).sum(axis=0)
+        return Evaluation(
+            value=value,
+            gradient=gradient,
+            hessian=hessian,
+            block_values=block_values,
+            block_ess=s0**2 / sq,
+            score_mc_covariance=0.5 * (score_mc_cov + score_mc_cov.T),
+            n_draws=total.n_draws,
+        )
+
+    def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+        """Value, gradient and Hessian, the signature the optimiser expects."""
+        ev = self.evaluate(theta)
+        return ev.value, ev.gradient, ev.hessian

@@ -1,0 +1,85 @@
+"""Where the chunks of the importance sample live and how their records are computed.
+
+Chunk ``j`` of round ``r`` is drawn from its own stream
+``SeedSequence(entropy, spawn_key=base_key + (r, j))``; its boundaries depend only on
+``m`` and ``chunk_size``. So a chunk can be drawn wherever it is evaluated, and the
+merged result is the same bit for bit whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .importance import ImportanceSampler
+from .mcla import ChunkSample, draw_chunk
+from .problem import Problem
+
+#: Default budget for keeping the theta-free chunk arrays in memory between
+#: evaluations; beyond it chunks are redrawn from their seeds at every evaluation,
+#: so memory stays bounded whatever ``m`` is.
+DEFAULT_CACHE_BYTES = 768 * 2**20
+
+
+def chunk_sizes(m: int, chunk_size: int) -> list[int]:
+    """Split ``m`` draws into chunks of ``chunk_size`` (the last may be smaller)."""
+    full, rest = divmod(m, chunk_size)
+    return [chunk_size] * full + ([rest] if rest else [])
+
+
+def default_chunk_size(n_obs: int) -> int:
+    """Rows per chunk so that one chunk's ``m_j x n`` array is about 2 MiB of float64."""
+    return int(np.clip(2**18 // max(n_obs, 1), 64, 65536))
+
+
+def chunk_seeds(
+    base: np.random.SeedSequence, round_index: int, n_chunks: int
+) -> list[np.random.SeedSequence]:
+    """The independent seed stream of every chunk of one sampling round."""
+    return [
+        np.random.SeedSequence(base.entropy, spawn_key=(*base.spawn_key, round_index, j))
+        for j in range(n_chunks)
+    ]
+
+
+class ChunkStore:
+    """Serves the chunks of one importance sample, cached while memory allows.
+
+    Parameters
+    ----------
+    problem : Problem
+    sampler : ImportanceSampler
+    seeds : sequence of SeedSequence
+        One per chunk.
+    sizes : sequence of int
+        Rows of each chunk.
+    cache_bytes : int
+        Keep chunks in memory if the whole sample's arrays fit in this many bytes;
+        otherwise draw each chunk again whenever it is needed.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        sampler: ImportanceSampler,
+        seeds: Sequence[np.random.SeedSequence],
+        sizes: Sequence[int],
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.problem = problem
+        self.sampler = sampler
+        self.seeds = list(seeds)
+        self.sizes = list(sizes)
+        per_row = 8 * (problem.y.size + problem.blocks.n_blocks * (problem.n_components + 1))
+        self.cached = sum(self.sizes) * per_row <= cache_bytes
+        self._cache: dict[int, ChunkSample] = {}
+
+    def __call__(self, j: int) -> ChunkSample:
+        """Return chunk ``j``."""
+        if j in self._cache:
+            return self._cache[j]
+        chunk = draw_chunk(self.problem, self.sampler, self.seeds[j], self.sizes[j])
+        if self.cached:
+            self._cache[j] = chunk
+        return chunk

@@ -1,0 +1,89 @@
+"""The model in block order: what the sampler and the objective compute with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .blocklinalg import SizeGroup, size_groups
+from .blocks import BlockStructure, find_blocks
+from .design import Design
+from .families import Family
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A design permuted to block order, with its family and blocks.
+
+    Observations are sorted by block and random effects by (block, component), so
+    that per-block sums are contiguous segment sums (:mod:`pyglmm.blocks`).
+    """
+
+    design: Design
+    family: Family
+    blocks: BlockStructure
+    groups: tuple[SizeGroup, ...]
+    x: FloatArray  # (n, p), rows in block order
+    y: FloatArray
+    trials: FloatArray
+    z_columns: IntArray  # (n, K) block-order effect positions
+    effect_component: IntArray  # (q,) block order
+    loglik_constant: float
+
+    @classmethod
+    def build(cls, design: Design, family: Family, joint: bool = False) -> Problem:
+        """Permute ``design`` into block order (one block if ``joint``)."""
+        blocks = find_blocks(design, joint=joint)
+        inverse_effect = np.empty_like(blocks.effect_order)
+        inverse_effect[blocks.effect_order] = np.arange(blocks.effect_order.size)
+        rows = blocks.obs_order
+        return cls(
+            design=design,
+            family=family,
+            blocks=blocks,
+            groups=size_groups(blocks),
+            x=np.ascontiguousarray(design.x[rows]),
+            y=design.y[rows],
+            trials=design.trials[rows],
+            z_columns=inverse_effect[design.z_columns[rows]],
+            effect_component=design.effect_component[blocks.effect_order],
+            loglik_constant=family.loglik_constant(design.y, design.trials),
+        )
+
+    @property
+    def n_fixed(self) -> int:
+        """Number of fixed effects ``p``."""
+        return int(self.x.shape[1])
+
+    @property
+    def n_components(self) -> int:
+        """Number of variance components ``T``."""
+        return self.design.n_components
+
+    @property
+    def n_effects(self) -> int:
+        """Number of random effects ``q``."""
+        return int(self.effect_component.size)
+
+    def z_times(self, u: FloatArray) -> FloatArray:
+        """Return ``Z u`` for block-ordered ``u`` (..., q): shape (..., n) in block order."""
+        out = np.take(u, self.z_columns[:, 0], axis=-1)
+        for k in range(1, self.z_columns.shape[1]):
+            out += np.take(u, self.z_columns[:, k], axis=-1)
+        return out
+
+    def zt_times(self, r: FloatArray) -> FloatArray:
+        """Return ``Z^T r`` for a block-ordered n-vector ``r``: a block-ordered q-vector."""
+        out = np.zeros(self.n_effects)
+        for k in range(self.z_columns.shape[1]):
+            out += np.bincount(self.z_columns[:, k], weights=r, minlength=self.n_effects)
+        return out
+
+    def effect_variances(self, nu: FloatArray) -> FloatArray:
+        """Variance of every random effect (block order) for components ``nu``."""
+        return np.asarray(nu, dtype=np.float64)[self.effect_component]
