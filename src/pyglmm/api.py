@@ -17,6 +17,7 @@ from .design import build_design
 from .errors import ConvergenceError, ConvergenceWarning, ImportanceSamplingWarning
 from .families import Family, get_family
 from .importance import ImportanceSampler, conditional_mode, glmm_mixture, laplace_t
+from .laplace import LaplaceFit, laplace_fit
 from .mcla import Evaluation, MCLAObjective
 from .optimize import TrustStep, trust_maximize
 from .parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
@@ -25,6 +26,20 @@ from .problem import Problem
 from .results import FitRound, GLMMResults
 
 FloatArray = NDArray[np.float64]
+
+#: With ``recentre="auto"``: pilot rounds continue until the smallest per-block ESS at
+#: the round's estimate is at least this fraction of the pilot size ...
+AUTO_ESS_FRACTION = 0.1
+#: ... and the round's maximum is a stationary point of its MCLA (Newton decrement,
+#: in units of squared standard errors, below this) ...
+AUTO_DECREMENT = 1e-3
+#: ... or this many pilot rounds have been done.
+AUTO_MAX_PILOTS = 8
+#: Final rounds (at ``m`` draws) are repeated, re-centred, until settled, at most this often.
+AUTO_MAX_FINALS = 3
+#: With ``recentre="auto"`` a point whose smallest block ESS is below this fraction of
+#: the round's draws is infeasible for the optimiser (see ``_CachingObjective``).
+AUTO_ESS_GATE = 0.02
 
 
 def glmm(
@@ -39,8 +54,8 @@ def glmm(
     rng: int | np.random.SeedSequence | np.random.Generator | None = None,
     blocks: str = "independent",
     importance: str = "laplace",
-    recentre: int = 1,
-    pilot_m: int = 10_000,
+    recentre: int | str = "auto",
+    pilot_m: int = 2_000,
     do_pql: bool = True,
     p1: float = 1 / 3,
     p2: float = 1 / 3,
@@ -95,11 +110,14 @@ def glmm(
     importance : {"laplace", "glmm"}
         Proposal: a per-block Student t centred at the conditional mode
         (ALGORITHM.md 12.2), or R glmm's three-part mixture (3.1) per block.
-    recentre : int
-        Number of re-centring rounds: the proposal is rebuilt at the current
-        estimate, a fresh sample is drawn and the MCLA is maximised again.
+    recentre : int or "auto"
+        Number of pilot rounds before the final one. Each round maximises the MCLA of
+        a fresh sample drawn from a proposal rebuilt at the previous round's estimate
+        (Geyer 1994); the last round uses ``m`` draws. ``"auto"`` runs pilot rounds
+        until the smallest per-block ESS at a pilot's estimate is at least 10% of its
+        draws (at most 6 pilots); ``0`` samples once, from the PQL centre, as R does.
     pilot_m : int
-        Sample size of every round but the last (at most ``m``).
+        Sample size of every pilot round (at most ``m``).
     do_pql : bool
         Centre the first proposal at PQL estimates; if false at ``beta = 0, nu = 1``.
     p1, p2, p3 : float
@@ -165,17 +183,26 @@ def glmm(
             beta_pql = np.zeros(n_fixed)
             nu_pql = np.ones(design.n_components)
             variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
+        theta = np.concatenate([beta_pql, variances])
+        laplace: LaplaceFit | None = None
+        if settings["importance"] == "laplace" and theta_init is None:
+            # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
+            laplace = laplace_fit(problem, beta_pql, variances)
+            theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
         timings = {"design_pql": time.perf_counter() - t0}
 
-        theta = np.concatenate([beta_pql, variances])
         size = settings["chunk_size"] or default_chunk_size(design.n_obs)
         rounds: list[FitRound] = []
-        n_rounds = settings["recentre"] + 1
         mode: FloatArray | None = None
         final_eval: Evaluation | None = None
-        for r in range(n_rounds):
-            last = r == n_rounds - 1
-            m_round = settings["m"] if last else min(settings["m"], settings["pilot_m"])
+        auto = settings["recentre"] < 0
+        n_pilots = AUTO_MAX_PILOTS if auto else settings["recentre"]
+        n_finals = AUTO_MAX_FINALS if auto else 1
+        r = 0
+        pilots_done = finals_done = 0
+        while True:
+            final = pilots_done >= n_pilots
+            m_round = settings["m"] if final else min(settings["m"], settings["pilot_m"])
             t_sample = time.perf_counter()
             beta_c = theta[:n_fixed]
             nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
@@ -193,12 +220,12 @@ def glmm(
                 )
             sizes = chunk_sizes(m_round, size)
             store = ChunkStore(problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes)
-            objective = _CachingObjective(MCLAObjective(problem, store, sizes))
-            if store.cached:
-                for j in range(len(sizes)):
-                    store(j)
+            objective = _CachingObjective(
+                MCLAObjective(problem, store, sizes),
+                ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0,
+            )
             t_opt = time.perf_counter()
-            callback = _progress_printer(r, n_rounds) if progress else None
+            callback = _progress_printer(r, final) if progress else None
             try:
                 result = trust_maximize(
                     objective, theta, rinit=10.0, rmax=settings["rmax"],
@@ -211,15 +238,27 @@ def glmm(
                 ) from exc
             theta = result.argument
             final_eval = objective.evaluation_at(theta)
+            min_ess = float(final_eval.block_ess.min())
+            settled = _newton_decrement(final_eval) < AUTO_DECREMENT and (
+                min_ess >= AUTO_ESS_FRACTION * m_round
+            )
             rounds.append(FitRound(
                 sampler=sampler.kind, m=m_round, converged=result.converged,
                 iterations=result.iterations, n_evaluations=objective.inner.n_evaluations,
-                estimate=theta.copy(), value=result.value,
-                min_ess=float(final_eval.block_ess.min()),
+                estimate=theta.copy(), value=result.value, min_ess=min_ess, settled=settled,
                 seconds_sampling=t_opt - t_sample,
                 seconds_optimising=time.perf_counter() - t_opt,
                 trace=result.trace if debug else (),
             ))
+            r += 1
+            if final:
+                finals_done += 1
+                if settled or finals_done >= n_finals:
+                    break
+            else:
+                pilots_done += 1
+                if auto and settled:
+                    pilots_done = n_pilots  # the proposal fits near the estimate
         assert final_eval is not None
         timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
         timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
@@ -235,10 +274,19 @@ def glmm(
 
 
 class _CachingObjective:
-    """Wraps the MCLA for the optimiser and keeps the last full evaluation."""
+    """Wraps the MCLA for the optimiser and keeps the last full evaluation.
 
-    def __init__(self, inner: MCLAObjective) -> None:
+    Points where some block's effective sample size is below ``ess_floor`` are
+    reported as infeasible (value ``-inf``): there the importance sample says nothing
+    reliable about the likelihood, and a maximum found there is an artefact of a few
+    draws. The optimiser then stays where the sample is informative, and re-centring
+    moves the proposal on.
+    """
+
+    def __init__(self, inner: MCLAObjective, ess_floor: float = 0.0) -> None:
         self.inner = inner
+        self.ess_floor = ess_floor
+        self.gate_hit = False
         self._last: tuple[bytes, Evaluation] | None = None
 
     def evaluation_at(self, theta: FloatArray) -> Evaluation:
@@ -251,14 +299,30 @@ class _CachingObjective:
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
         ev = self.evaluation_at(theta)
+        if np.isfinite(ev.value) and float(ev.block_ess.min()) < self.ess_floor:
+            self.gate_hit = True
+            return -np.inf, ev.gradient, ev.hessian
         return ev.value, ev.gradient, ev.hessian
 
 
-def _progress_printer(round_index: int, n_rounds: int) -> Any:
+def _newton_decrement(evaluation: Evaluation) -> float:
+    """``g^T (-H)^{-1} g``: how far the MCLA maximum is, in squared standard errors."""
+    if not np.isfinite(evaluation.value):
+        return np.inf
+    try:
+        step = np.linalg.solve(-evaluation.hessian, evaluation.gradient)
+    except np.linalg.LinAlgError:
+        return np.inf
+    return float(abs(evaluation.gradient @ step))
+
+
+def _progress_printer(round_index: int, final: bool) -> Any:
+    label = "final round" if final else f"pilot round {round_index + 1}"
+
     def show(step: TrustStep) -> None:
         status = "accepted" if step.accepted else "rejected"
         print(
-            f"[pyglmm] round {round_index + 1}/{n_rounds} iteration {step.iteration}: "
+            f"[pyglmm] {label}, iteration {step.iteration}: "
             f"loglik {step.value:.6f} -> {step.trial_value:.6f} ({status}, "
             f"{step.step_type}, radius {step.radius:.3g})",
             file=sys.stderr,
@@ -269,6 +333,15 @@ def _progress_printer(round_index: int, n_rounds: int) -> Any:
 
 
 def _warn_after_fit(fit: GLMMResults) -> None:
+    if fit.trust_converged and not fit.rounds[-1].settled and fit.recentre < 0:
+        warnings.warn(
+            "the Monte Carlo likelihood has no reliable maximum at this m: the optimiser "
+            "kept reaching points where few draws carry the weight, and re-centring did "
+            "not settle. The estimates are approximate; raise m (e.g. tenfold) or compare "
+            "with the Laplace fit (data this informative make it nearly exact).",
+            ImportanceSamplingWarning,
+            stacklevel=3,
+        )
     if not fit.trust_converged:
         warnings.warn(
             f"the trust-region optimiser stopped after {fit.iterations} iterations without "

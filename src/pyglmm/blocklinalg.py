@@ -69,10 +69,10 @@ class BlockCholesky:
         inverses: list[FloatArray] = []
         half_log_det = np.zeros(n_blocks)
         for group, matrix in zip(groups, matrices, strict=True):
-            factor = np.linalg.cholesky(matrix)
+            factor: FloatArray = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
             d = factor.shape[-1]
             identity = np.broadcast_to(np.eye(d), factor.shape)
-            inverse = np.linalg.solve(factor, identity)
+            inverse: FloatArray = np.asarray(np.linalg.solve(factor, identity), np.float64)
             factors.append(factor)
             inverses.append(np.tril(inverse))
             half_log_det[group.blocks] = np.log(np.diagonal(factor, axis1=1, axis2=2)).sum(1)

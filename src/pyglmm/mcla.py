@@ -62,6 +62,7 @@ class ChunkRecord:
     sq_weight_sum: FloatArray  # (B,) sum e^{2(b-a)}
     sq_score_sum: FloatArray  # (B, P)
     sq_score_outer: FloatArray  # (B, P, P)
+    top_log_weights: FloatArray  # (B, <= n_top) largest log-weights, for Pareto k
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,19 @@ class Evaluation:
     block_ess: FloatArray  # (B,) Kish effective sample size per block
     score_mc_covariance: FloatArray  # sum_b sum_k v^2 (g - gbar)(g - gbar)^T
     n_draws: int
+    top_log_weights: FloatArray  # (B, n_top) largest log importance weights per block
+
+
+def tail_size(n_draws: int) -> int:
+    """Number of largest weights used for the Pareto tail fit (Vehtari et al. 2024)."""
+    return int(min(0.2 * n_draws, 3.0 * np.sqrt(n_draws)))
+
+
+def _largest(values: FloatArray, count: int) -> FloatArray:
+    """The ``count`` largest entries of each row of ``values`` (B, k), unsorted."""
+    if values.shape[1] <= count:
+        return values
+    return np.partition(values, values.shape[1] - count, axis=1)[:, -count:]
 
 
 def draw_chunk(
@@ -155,6 +169,7 @@ class MCLAObjective:
         self.chunk_source = chunk_source
         self.chunk_sizes = tuple(int(s) for s in chunk_sizes)
         self.n_draws = sum(self.chunk_sizes)
+        self.n_top = max(tail_size(self.n_draws), 1)
         self.record_map = record_map
         self._reducer = _BlockReducer(problem)
         counts = problem.blocks.component_counts.astype(np.float64)  # (B, T)
@@ -199,6 +214,7 @@ class MCLAObjective:
             sq_weight_sum=sq_weight.sum(axis=0),
             sq_score_sum=np.einsum("kb,kbi->bi", sq_weight, scores),
             sq_score_outer=np.einsum("kb,kbi,kbj->bij", sq_weight, scores, scores),
+            top_log_weights=_largest(log_weight.T, self.n_top),
         )
 
     def _record_of(self, theta: FloatArray) -> Callable[[int], ChunkRecord]:
@@ -238,6 +254,10 @@ class MCLAObjective:
             sq_score_sum=g1[:, None] * first.sq_score_sum + g2[:, None] * second.sq_score_sum,
             sq_score_outer=g1[:, None, None] * first.sq_score_outer
             + g2[:, None, None] * second.sq_score_outer,
+            top_log_weights=_largest(
+                np.concatenate([first.top_log_weights, second.top_log_weights], axis=1),
+                self.n_top,
+            ),
         )
 
     # -- the objective -----------------------------------------------------------------
@@ -268,6 +288,7 @@ class MCLAObjective:
                 block_ess=np.zeros(n_blocks),
                 score_mc_covariance=np.zeros((n_par, n_par)),
                 n_draws=self.n_draws,
+                top_log_weights=np.zeros((n_blocks, 0)),
             )
         self.n_evaluations += 1
         recs = self.records(theta)
@@ -307,6 +328,7 @@ class MCLAObjective:
             block_ess=s0**2 / sq,
             score_mc_covariance=0.5 * (score_mc_cov + score_mc_cov.T),
             n_draws=total.n_draws,
+            top_log_weights=np.sort(total.top_log_weights, axis=1),
         )
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:

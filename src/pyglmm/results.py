@@ -31,6 +31,7 @@ class FitRound:
     estimate: FloatArray
     value: float
     min_ess: float
+    settled: bool
     seconds_sampling: float
     seconds_optimising: float
     trace: tuple[TrustStep, ...] = ()
@@ -61,6 +62,11 @@ class GLMMResults:
         Kish effective sample size of the importance weights in each block.
     score_mc_covariance : ndarray
         Monte Carlo covariance of the MCLA gradient (the middle of the MCSE sandwich).
+    top_log_weights : ndarray, shape (B, k)
+        The ``k`` largest log importance weights of each block at the estimate, sorted
+        ascending (for the Pareto tail diagnostic).
+    rounds : tuple of FitRound
+        Every sampling round (pilots, then the final one).
     """
 
     beta: FloatArray
@@ -75,6 +81,7 @@ class GLMMResults:
     u_pql: FloatArray
     block_ess: FloatArray
     score_mc_covariance: FloatArray
+    top_log_weights: FloatArray
     fixed_names: tuple[str, ...]
     varcomps_names: tuple[str, ...]
     varcomps_equal: tuple[int, ...]
@@ -132,6 +139,7 @@ class GLMMResults:
             u_pql=np.asarray(u_pql, dtype=np.float64),
             block_ess=evaluation.block_ess,
             score_mc_covariance=evaluation.score_mc_covariance,
+            top_log_weights=evaluation.top_log_weights,
             fixed_names=design.fixed_names,
             varcomps_names=design.varcomps_names,
             varcomps_equal=design.varcomps_equal,

@@ -68,7 +68,7 @@ def check_settings(
         "m": _integer(m, "m", 1),
         "blocks": blocks,
         "importance": importance,
-        "recentre": _integer(recentre, "recentre", 0),
+        "recentre": -1 if recentre == "auto" else _integer(recentre, "recentre", 0),
         "pilot_m": _integer(pilot_m, "pilot_m", 1),
         "p": tuple(x / total for x in probs),
         "zeta": _positive_real(zeta, "zeta"),
