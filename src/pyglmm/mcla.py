@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .importance import ImportanceSampler
+from .kernels import fused_pass
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -118,18 +119,6 @@ class _BlockReducer:
         self.x = problem.x
         self.few = self.n_blocks <= 32
 
-    def scores(self, resid: FloatArray) -> FloatArray:
-        """Return ``sum_{i in I_b} resid_ki x_i`` for every row and block: (m, B, p)."""
-        m, p = resid.shape[0], self.x.shape[1]
-        if self.few:
-            out = np.empty((m, self.n_blocks, p))
-            for b in range(self.n_blocks):
-                lo, hi = self.bounds[b], self.bounds[b + 1]
-                out[:, b, :] = resid[:, lo:hi] @ self.x[lo:hi]
-            return out
-        prod = resid[:, :, None] * self.x[None, :, :]
-        return np.add.reduceat(prod, self.bounds[:-1], axis=1)
-
     def weighted_column_sums(self, weights: FloatArray, values: FloatArray) -> FloatArray:
         """Return ``sum_k weights[k, block(i)] values[k, i]`` for every observation i."""
         if self.few:
@@ -176,6 +165,7 @@ class MCLAObjective:
         self._counts = counts
         self._block_sizes = counts.sum(axis=1)
         self.n_evaluations = 0
+        self.fused_pass = fused_pass
 
     # -- one chunk -------------------------------------------------------------------
     def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
@@ -183,9 +173,10 @@ class MCLAObjective:
         problem = self.problem
         p = problem.n_fixed
         beta, nu = theta[:p], theta[p:]
-        eta = chunk.zu + problem.x @ beta
-        terms, mean, variance = problem.family.all_terms(eta, problem.y, problem.trials)
-        loglik = np.add.reduceat(terms, problem.blocks.obs_starts, axis=1)
+        loglik, fixed_scores, variance = self.fused_pass(
+            problem.family, chunk.zu, problem.x @ beta, problem.y, problem.trials,
+            problem.x, problem.blocks.obs_block, problem.blocks.obs_starts,
+        )
         log_prior = (
             -0.5 * (self._block_sizes * _LOG_2PI + self._counts @ np.log(nu))
             - 0.5 * (chunk.sumsq @ (1.0 / nu))
@@ -196,7 +187,7 @@ class MCLAObjective:
         weight_sum = weight.sum(axis=0)
 
         scores = np.empty((chunk.n_draws, problem.blocks.n_blocks, p + nu.size))
-        scores[:, :, :p] = self._reducer.scores(problem.y - mean)
+        scores[:, :, :p] = fixed_scores
         scores[:, :, p:] = chunk.sumsq / (2.0 * nu**2) - self._counts / (2.0 * nu)
         score_sum = np.einsum("kb,kbi->bi", weight, scores)
         centred = scores - score_sum / weight_sum[:, None]
