@@ -67,7 +67,6 @@ def glmm(
     chunk_size: int | None = None,
     na_action: str = "raise",
     progress: bool = False,
-    debug: bool = False,
 ) -> GLMMResults:
     r"""Fit a GLMM by maximising the Monte Carlo likelihood approximation (MCLA).
 
@@ -137,9 +136,8 @@ def glmm(
         Missing values in a used column raise an error, or their rows are dropped
         with a warning.
     progress : bool
-        Print the trust-region iterations to standard error.
-    debug : bool
-        Keep the trust-region traces in the result.
+        Print the trust-region iterations to standard error. The full iteration
+        trace of every round is kept in ``fit.rounds[i].trace`` (R's ``debug`` output).
 
     Returns
     -------
@@ -248,7 +246,7 @@ def glmm(
                 estimate=theta.copy(), value=result.value, min_ess=min_ess, settled=settled,
                 seconds_sampling=t_opt - t_sample,
                 seconds_optimising=time.perf_counter() - t_opt,
-                trace=result.trace if debug else (),
+                trace=result.trace,
             ))
             r += 1
             if final:

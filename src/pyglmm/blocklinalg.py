@@ -105,49 +105,70 @@ class BlockCholesky:
         return out
 
 
-def block_precision(
-    groups: tuple[SizeGroup, ...],
-    blocks: BlockStructure,
-    z_columns: IntArray,
-    obs_weights: FloatArray,
-    diagonal: FloatArray,
-) -> tuple[FloatArray, ...]:
-    """Assemble ``Z_b^T diag(obs_weights) Z_b + diag(diagonal)`` block by block.
+@dataclass(frozen=True)
+class PrecisionLayout:
+    """Where each observation's ``Z^T diag(w) Z`` contributions land in the block stacks.
 
-    Parameters
-    ----------
-    groups : tuple of SizeGroup
-    blocks : BlockStructure
-    z_columns : ndarray of int, shape (n, K)
-        Block-order effect positions of each observation (observations in block order).
-    obs_weights : ndarray, shape (n,)
-        Non-negative weights of the observations, in block order.
-    diagonal : ndarray, shape (q,)
-        Added to the diagonal (block order).
-
-    Returns
-    -------
-    tuple of ndarray
-        One (G, d, d) stack per size group.
+    Built once per design; :meth:`assemble` is then one ``bincount`` per size group.
     """
-    position = np.empty(blocks.n_blocks, dtype=np.intp)
-    group_of = np.empty(blocks.n_blocks, dtype=np.intp)
-    for g, group in enumerate(groups):
-        position[group.blocks] = np.arange(group.blocks.size)
-        group_of[group.blocks] = g
-    matrices = [np.zeros((g.blocks.size, g.index.shape[1], g.index.shape[1])) for g in groups]
-    obs_group = group_of[blocks.obs_block]
-    starts = blocks.effect_starts
-    for g, group in enumerate(groups):
-        rows = np.flatnonzero(obs_group == g)
-        pos = position[blocks.obs_block[rows]]
-        local = z_columns[rows] - starts[blocks.obs_block[rows]][:, None]
-        for k1 in range(z_columns.shape[1]):
-            for k2 in range(z_columns.shape[1]):
-                np.add.at(matrices[g], (pos, local[:, k1], local[:, k2]), obs_weights[rows])
-        d = group.index.shape[1]
-        matrices[g][:, np.arange(d), np.arange(d)] += diagonal[group.index]
-    return tuple(matrices)
+
+    groups: tuple[SizeGroup, ...]
+    entry_obs: tuple[IntArray, ...]  # per group: observation of every contribution
+    entry_flat: tuple[IntArray, ...]  # per group: flat index into the (G, d, d) stack
+    diag_flat: tuple[IntArray, ...]  # per group: flat indices of the diagonals
+    diag_effect: tuple[IntArray, ...]  # per group: block-order effect of each diagonal
+
+    @classmethod
+    def build(
+        cls, groups: tuple[SizeGroup, ...], blocks: BlockStructure, z_columns: IntArray
+    ) -> PrecisionLayout:
+        """Precompute the layout for a block-ordered ``z_columns`` (n, K)."""
+        position = np.empty(blocks.n_blocks, dtype=np.intp)
+        group_of = np.empty(blocks.n_blocks, dtype=np.intp)
+        for g, group in enumerate(groups):
+            position[group.blocks] = np.arange(group.blocks.size)
+            group_of[group.blocks] = g
+        obs_group = group_of[blocks.obs_block]
+        n_formulas = z_columns.shape[1]
+        entry_obs, entry_flat, diag_flat, diag_effect = [], [], [], []
+        for g, group in enumerate(groups):
+            d = group.index.shape[1]
+            rows = np.flatnonzero(obs_group == g)
+            pos = position[blocks.obs_block[rows]]
+            local = z_columns[rows] - blocks.effect_starts[blocks.obs_block[rows]][:, None]
+            flats = [
+                (pos * d + local[:, k1]) * d + local[:, k2]
+                for k1 in range(n_formulas)
+                for k2 in range(n_formulas)
+            ]
+            entry_obs.append(np.tile(rows, n_formulas * n_formulas).astype(np.intp))
+            entry_flat.append(np.concatenate(flats).astype(np.intp))
+            block_pos = np.arange(group.blocks.size)[:, None]
+            diag_flat.append(((block_pos * d + np.arange(d)) * d + np.arange(d)).ravel())
+            diag_effect.append(group.index.ravel())
+        return cls(groups, tuple(entry_obs), tuple(entry_flat), tuple(diag_flat),
+                   tuple(diag_effect))
+
+    def assemble(self, obs_weights: FloatArray, diagonal: FloatArray) -> tuple[FloatArray, ...]:
+        """Return ``Z_b^T diag(obs_weights) Z_b + diag(diagonal)`` stacked by size group.
+
+        Parameters
+        ----------
+        obs_weights : ndarray, shape (n,)
+            Weights of the observations, in block order.
+        diagonal : ndarray, shape (q,)
+            Added to the diagonal (block order).
+        """
+        out: list[FloatArray] = []
+        for g, group in enumerate(self.groups):
+            n_group, d = group.index.shape
+            flat: FloatArray = np.bincount(
+                self.entry_flat[g], weights=obs_weights[self.entry_obs[g]],
+                minlength=n_group * d * d,
+            ).astype(np.float64, copy=False)
+            flat[self.diag_flat[g]] += diagonal[self.diag_effect[g]]
+            out.append(flat.reshape(n_group, d, d))
+        return tuple(out)
 
 
 def solve_columns(chol: BlockCholesky, rhs: FloatArray) -> FloatArray:

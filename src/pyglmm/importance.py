@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln
 
-from .blocklinalg import BlockCholesky, block_precision
+from .blocklinalg import BlockCholesky
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -164,27 +164,28 @@ def conditional_mode(
         eta = offset + problem.z_times(u)
         mean, variance = problem.family.mean_variance(eta, problem.trials)
         gradient = problem.zt_times(problem.y - mean) - prior_precision * u
-        precision = block_precision(
-            problem.groups, problem.blocks, problem.z_columns, variance, prior_precision
-        )
+        precision = problem.precision(variance, prior_precision)
         chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
         step = chol.solve(gradient)
         decrement = float(np.dot(step, gradient))
         if decrement < tol:
+            # inside the region of quadratic convergence: one more full step makes the
+            # mode exact to rounding, so callers see a smooth function of theta
+            u = u + step
             break
         size = 1.0
-        while size > 1e-10:
+        while True:
             trial = u + size * step
             trial_value = objective(trial)
-            if trial_value >= value:
+            if trial_value >= value or size < 1e-10:
                 break
             size *= 0.5
+        if trial_value < value:
+            break  # no ascent possible in floating point: u is the mode
         u, value = trial, trial_value
     eta = offset + problem.z_times(u)
     variance = problem.family.variance(eta, problem.trials)
-    precision = block_precision(
-        problem.groups, problem.blocks, problem.z_columns, variance, prior_precision
-    )
+    precision = problem.precision(variance, prior_precision)
     return u, BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
 
 
@@ -219,9 +220,7 @@ def glmm_mixture(
         Component(u_star, sd, None, None),
     ]
     if p[2] > 0:
-        precision = block_precision(
-            problem.groups, problem.blocks, problem.z_columns, variance, 1.0 / sd**2
-        )
+        precision = problem.precision(variance, 1.0 / sd**2)
         chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
         candidates.append(Component(u_star, None, chol, None))
     kept = [(float(pj), comp) for pj, comp in zip(p, candidates, strict=False) if pj > 0]

@@ -53,10 +53,14 @@ class LaplaceFit:
 
 
 def laplace_loglik(
-    problem: Problem, beta: FloatArray, nu: FloatArray, start: FloatArray | None = None
+    problem: Problem,
+    beta: FloatArray,
+    nu: FloatArray,
+    start: FloatArray | None = None,
+    tol: float = 1e-10,
 ) -> tuple[float, FloatArray]:
     """Laplace log-likelihood at ``(beta, nu)`` and the conditional mode found."""
-    mode, chol = conditional_mode(problem, beta, nu, start=start)
+    mode, chol = conditional_mode(problem, beta, nu, start=start, tol=tol)
     eta = problem.x @ beta + problem.z_times(mode)
     data_part = float(problem.family.loglik_terms(eta, problem.y, problem.trials).sum())
     variances = problem.effect_variances(nu)
@@ -84,12 +88,19 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     LaplaceFit
     """
     p = problem.n_fixed
+    warm: dict[str, FloatArray] = {}
 
     def negative(params: FloatArray) -> float:
-        # no warm start: the value must be a pure function of the parameters for the
-        # finite-difference gradients of L-BFGS-B
-        value, _ = laplace_loglik(problem, params[:p], np.exp(params[p:]))
-        return -value if np.isfinite(value) else np.inf
+        # warm-started: the mode is solved to rounding error (conditional_mode ends
+        # with a full Newton step), so the value is a pure function of the parameters,
+        # as L-BFGS-B's finite differences need
+        value, mode = laplace_loglik(
+            problem, params[:p], np.exp(params[p:]), start=warm.get("mode")
+        )
+        if not np.isfinite(value):
+            return np.inf
+        warm["mode"] = mode
+        return -value
 
     start = np.concatenate([beta0, np.log(np.maximum(nu0, 1e-4))])
     bounds = [(None, None)] * p + [(LOG_NU_MIN, np.log(1e6))] * nu0.size

@@ -108,6 +108,13 @@ def draw_chunk(
     )
 
 
+def _weighted_outer_sum(weight: FloatArray, vectors: FloatArray) -> FloatArray:
+    """``sum_k weight[k, b] v[k, b] v[k, b]^T`` for every block: (B, P, P), as batched GEMM."""
+    by_block = np.ascontiguousarray(vectors.transpose(1, 0, 2))  # (B, m, P)
+    weighted = by_block * weight.T[:, :, None]
+    return np.swapaxes(by_block, 1, 2) @ weighted
+
+
 class _BlockReducer:
     """Per-block matrix products over observations, vectorised for few or many blocks."""
 
@@ -191,7 +198,7 @@ class MCLAObjective:
         scores[:, :, p:] = chunk.sumsq / (2.0 * nu**2) - self._counts / (2.0 * nu)
         score_sum = np.einsum("kb,kbi->bi", weight, scores)
         centred = scores - score_sum / weight_sum[:, None]
-        score_scatter = np.einsum("kb,kbi,kbj->bij", weight, centred, centred)
+        score_scatter = _weighted_outer_sum(weight, centred)
         curvature = self._counts / (2.0 * nu**2) - chunk.sumsq / nu**3
         sq_weight = weight * weight
         return ChunkRecord(
@@ -204,7 +211,7 @@ class MCLAObjective:
             nu_curvature_sum=np.einsum("kb,kbt->bt", weight, curvature),
             sq_weight_sum=sq_weight.sum(axis=0),
             sq_score_sum=np.einsum("kb,kbi->bi", sq_weight, scores),
-            sq_score_outer=np.einsum("kb,kbi,kbj->bij", sq_weight, scores, scores),
+            sq_score_outer=_weighted_outer_sum(sq_weight, scores),
             top_log_weights=_largest(log_weight.T, self.n_top),
         )
 

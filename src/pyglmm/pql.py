@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize, minimize_scalar
 
-from .blocklinalg import BlockCholesky, block_precision, solve_columns
+from .blocklinalg import BlockCholesky, solve_columns
 from .errors import ConvergenceWarning
 from .problem import Problem
 
@@ -94,10 +94,7 @@ class _InnerSolver:
         resid = problem.y - mean
         grad_beta = problem.x.T @ resid
         grad_s = a * problem.zt_times(resid) - s
-        blocks = block_precision(
-            problem.groups, problem.blocks, problem.z_columns, variance,
-            np.zeros(problem.n_effects),
-        )
+        blocks = problem.precision(variance, np.zeros(problem.n_effects))
         scaled = []
         for group, block in zip(problem.groups, blocks, strict=True):
             ag = a[group.index]

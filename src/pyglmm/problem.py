@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .blocklinalg import SizeGroup, size_groups
+from .blocklinalg import PrecisionLayout, SizeGroup, size_groups
 from .blocks import BlockStructure, find_blocks
 from .design import Design
 from .families import Family
@@ -34,6 +34,7 @@ class Problem:
     z_columns: IntArray  # (n, K) block-order effect positions
     effect_component: IntArray  # (q,) block order
     loglik_constant: float
+    layout: PrecisionLayout
 
     @classmethod
     def build(cls, design: Design, family: Family, joint: bool = False) -> Problem:
@@ -42,17 +43,20 @@ class Problem:
         inverse_effect = np.empty_like(blocks.effect_order)
         inverse_effect[blocks.effect_order] = np.arange(blocks.effect_order.size)
         rows = blocks.obs_order
+        groups = size_groups(blocks)
+        z_columns = inverse_effect[design.z_columns[rows]]
         return cls(
             design=design,
             family=family,
             blocks=blocks,
-            groups=size_groups(blocks),
+            groups=groups,
             x=np.ascontiguousarray(design.x[rows]),
             y=design.y[rows],
             trials=design.trials[rows],
-            z_columns=inverse_effect[design.z_columns[rows]],
+            z_columns=z_columns,
             effect_component=design.effect_component[blocks.effect_order],
             loglik_constant=family.loglik_constant(design.y, design.trials),
+            layout=PrecisionLayout.build(groups, blocks, z_columns),
         )
 
     @property
@@ -83,6 +87,10 @@ class Problem:
         for k in range(self.z_columns.shape[1]):
             out += np.bincount(self.z_columns[:, k], weights=r, minlength=self.n_effects)
         return out
+
+    def precision(self, obs_weights: FloatArray, diagonal: FloatArray) -> tuple[FloatArray, ...]:
+        """Blocks of ``Z^T diag(obs_weights) Z + diag(diagonal)``, stacked by size group."""
+        return self.layout.assemble(obs_weights, diagonal)
 
     def effect_variances(self, nu: FloatArray) -> FloatArray:
         """Variance of every random effect (block order) for components ``nu``."""
