@@ -92,6 +92,17 @@ def _largest(values: FloatArray, count: int) -> FloatArray:
     return np.partition(values, values.shape[1] - count, axis=1)[:, -count:]
 
 
+def draw_effects(
+    problem: Problem,
+    sampler: ImportanceSampler,
+    seed: np.random.SeedSequence,
+    n_draws: int,
+) -> FloatArray:
+    """Draw one chunk of block-ordered random effects from its own seed stream."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return sampler.draw(rng, n_draws, problem)
+
+
 def draw_chunk(
     problem: Problem,
     sampler: ImportanceSampler,
@@ -99,8 +110,7 @@ def draw_chunk(
     n_draws: int,
 ) -> ChunkSample:
     """Draw one chunk from its own seed stream and precompute its theta-free part."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    u = sampler.draw(rng, n_draws, problem)
+    u = draw_effects(problem, sampler, seed, n_draws)
     return ChunkSample(
         zu=problem.z_times(u),
         sumsq=problem.blocks.component_sums(u * u),

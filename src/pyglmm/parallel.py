@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .importance import ImportanceSampler
-from .mcla import ChunkSample, draw_chunk
+from .mcla import ChunkSample, draw_chunk, draw_effects
 from .problem import Problem
+
+FloatArray = NDArray[np.float64]
 
 #: Default budget for keeping the theta-free chunk arrays in memory between
 #: evaluations; beyond it chunks are redrawn from their seeds at every evaluation,
@@ -55,8 +58,10 @@ class ChunkStore:
     sizes : sequence of int
         Rows of each chunk.
     cache_bytes : int
-        Keep chunks in memory if the whole sample's arrays fit in this many bytes;
-        otherwise draw each chunk again whenever it is needed.
+        Memory budget. If every chunk's ``Z u`` (m x n) fits, chunks are kept whole;
+        else, if the draws ``u`` (m x q, usually much smaller) fit, those are kept and
+        ``Z u`` is rebuilt by a cheap gather at each evaluation; otherwise each chunk
+        is drawn again from its seed whenever it is needed (bounded memory for any m).
     """
 
     def __init__(
@@ -71,15 +76,39 @@ class ChunkStore:
         self.sampler = sampler
         self.seeds = list(seeds)
         self.sizes = list(sizes)
-        per_row = 8 * (problem.y.size + problem.blocks.n_blocks * (problem.n_components + 1))
-        self.cached = sum(self.sizes) * per_row <= cache_bytes
+        small = problem.blocks.n_blocks * (problem.n_components + 1)
+        m = sum(self.sizes)
+        if m * 8 * (problem.y.size + small) <= cache_bytes:
+            self.mode = "chunks"
+        elif m * 8 * (problem.n_effects + small) <= cache_bytes:
+            self.mode = "draws"
+        else:
+            self.mode = "redraw"
         self._cache: dict[int, ChunkSample] = {}
+        self._draws: dict[int, tuple[FloatArray, ChunkSample]] = {}
+
+    @property
+    def cached(self) -> bool:
+        """Whether whole chunks are kept between evaluations."""
+        return self.mode == "chunks"
 
     def __call__(self, j: int) -> ChunkSample:
         """Return chunk ``j``."""
         if j in self._cache:
             return self._cache[j]
+        if j in self._draws:
+            u, small = self._draws[j]
+            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h)
+        if self.mode == "draws":
+            u = draw_effects(self.problem, self.sampler, self.seeds[j], self.sizes[j])
+            small = ChunkSample(
+                np.empty((0, 0)),
+                self.problem.blocks.component_sums(u * u),
+                self.sampler.log_density(u, self.problem),
+            )
+            self._draws[j] = (u, small)
+            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h)
         chunk = draw_chunk(self.problem, self.sampler, self.seeds[j], self.sizes[j])
-        if self.cached:
+        if self.mode == "chunks":
             self._cache[j] = chunk
         return chunk
