@@ -54,7 +54,7 @@ def test_salamander_fields(salamander_fit):
     assert abs(fit.loglike_gradient @ step) < 1e-8
     assert fit.iterations >= 1
     assert np.all(fit.block_ess > 0.1 * fit.m)
-    assert (fit.p1, fit.p2, fit.p3, fit.zeta) == pytest.approx((1 / 3, 1 / 3, 1 / 3, 5.0))
+    assert (fit.p1, fit.p2, fit.p3, fit.zeta) == pytest.approx((1 / 3, 1 / 3, 1 / 3, 20.0))
 
 
 def test_booth_hobert_exact_mle(booth_hobert):

@@ -32,7 +32,7 @@ def salamander_problem():
 def test_laplace_t_density_is_multivariate_t(salamander_problem):
     problem = salamander_problem
     beta, nu = np.array([1.0, 0.3, -1.9, 1.0]), np.array([1.3, 1.2])
-    sampler, mode = laplace_t(problem, beta, nu, zeta=7.5)
+    sampler, mode, _ = laplace_t(problem, beta, nu, zeta=7.5)
     rng = np.random.default_rng(0)
     u = sampler.draw(rng, 5, problem)
     logh = sampler.log_density(u, problem)
@@ -49,7 +49,7 @@ def test_laplace_t_density_is_multivariate_t(salamander_problem):
 
 def test_draws_have_the_proposal_moments(problem):
     beta, nu = np.array([6.0]), np.array([1.7])
-    sampler, mode = laplace_t(problem, beta, nu, zeta=1e6)  # essentially normal
+    sampler, mode, _ = laplace_t(problem, beta, nu, zeta=1e6)  # essentially normal
     u = sampler.draw(np.random.default_rng(1), 40_000, problem)
     chol = sampler.components[0].cholesky
     precision_diag = np.concatenate([(f @ np.swapaxes(f, 1, 2)).ravel() for f in chol.factors])

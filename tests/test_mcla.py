@@ -48,12 +48,14 @@ def _fd_gradient(f, theta, h=1e-5):
 @pytest.mark.parametrize("family", sorted(CASES))
 @pytest.mark.parametrize("joint", [False, True], ids=["blocks", "joint"])
 @pytest.mark.parametrize("equal", [None, [1, 1]], ids=["untied", "tied"])
-def test_gradient_and_hessian_match_finite_differences(family, joint, equal):
+@pytest.mark.parametrize("shift", [False, True], ids=["fixed-draws", "shifted-draws"])
+def test_gradient_and_hessian_match_finite_differences(family, joint, equal, shift):
     case = CASES[family]
     n_comp = 1 if equal else 2
     _, objective, _ = make_objective(
         case["fixed"], case["random"], case["data"], case["family"], joint=joint,
         equal=equal, theta_centre=np.concatenate([[0.1, 0.5], np.full(n_comp, 0.6)]),
+        shift=shift,
     )
     # a point away from the centre, so the weights are not uniform
     theta = np.concatenate([[0.25, 0.35], np.full(n_comp, 0.45)])

@@ -13,12 +13,18 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from . import validation
-from .design import build_design
-from .errors import ConvergenceError, ConvergenceWarning, ImportanceSamplingWarning
+from .design import Design, build_design
+from .diagnostics import BOUNDARY_NU
+from .errors import (
+    BoundaryWarning,
+    ConvergenceError,
+    ConvergenceWarning,
+    ImportanceSamplingWarning,
+)
 from .families import Family, get_family
 from .importance import ImportanceSampler, conditional_mode, glmm_mixture, laplace_t
 from .laplace import LaplaceFit, laplace_fit
-from .mcla import Evaluation, MCLAObjective
+from .mcla import EffectShift, Evaluation, MCLAObjective
 from .optimize import TrustStep, trust_maximize
 from .parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
 from .pql import SIGMA_FLOOR, pql_centre
@@ -26,6 +32,11 @@ from .problem import Problem
 from .results import FitRound, GLMMResults
 
 FloatArray = NDArray[np.float64]
+
+#: Default degrees of freedom of the Laplace-centred t proposal, chosen by measurement
+#: (benchmarks/defaults.py): against 5, 10 and 50 it gave the smallest spread of the
+#: maximised log-likelihood over seeds on salamander and Booth-Hobert.
+LAPLACE_ZETA = 20.0
 
 #: With ``recentre="auto"``: pilot rounds continue until the smallest per-block ESS at
 #: the round's estimate is at least this fraction of the pilot size ...
@@ -56,11 +67,12 @@ def glmm(
     importance: str = "laplace",
     recentre: int | str = "auto",
     pilot_m: int = 2_000,
+    shift: bool = True,
     do_pql: bool = True,
     p1: float = 1 / 3,
     p2: float = 1 / 3,
     p3: float = 1 / 3,
-    zeta: float = 5.0,
+    zeta: float | None = None,
     par_init: Sequence[float] | None = None,
     rmax: float = 1000.0,
     iterlim: int = 1000,
@@ -117,12 +129,20 @@ def glmm(
         draws (at most 6 pilots); ``0`` samples once, from the PQL centre, as R does.
     pilot_m : int
         Sample size of every pilot round (at most ``m``).
+    shift : bool
+        With ``importance="laplace"``, let the draws move with the fixed effects,
+        ``u_k(beta) = w_k + A (beta - beta_0)`` with ``A`` the slope of the conditional
+        mode (an exact change of variables; see :class:`pyglmm.mcla.EffectShift`). This
+        removes most of the Monte Carlo error where fixed and random effects are
+        confounded. ``False`` keeps the draws fixed as R's glmm does.
     do_pql : bool
         Centre the first proposal at PQL estimates; if false at ``beta = 0, nu = 1``.
     p1, p2, p3 : float
         Mixture probabilities of the ``"glmm"`` proposal (sum 1, ``p1 > 0``).
-    zeta : float
-        Degrees of freedom of the t proposals (real, positive).
+    zeta : float, optional
+        Degrees of freedom of the t proposals (real, positive). Default: 5 for
+        ``importance="glmm"`` (R's default) and 20 for ``importance="laplace"``
+        (chosen by measurement, BENCHMARKS.md).
     par_init : sequence of float, optional
         Start ``(beta, nu)``; skips PQL and centres the first proposal there.
     rmax : float
@@ -157,17 +177,43 @@ def glmm(
     fam = get_family(family)
     settings = validation.check_settings(
         m=m, blocks=blocks, importance=importance, recentre=recentre, pilot_m=pilot_m,
-        p=(p1, p2, p3), zeta=zeta, rmax=rmax, iterlim=iterlim, chunk_size=chunk_size,
+        p=(p1, p2, p3), zeta=_default_zeta(importance) if zeta is None else zeta, rmax=rmax,
+        iterlim=iterlim, chunk_size=chunk_size,
     )
+    settings["shift"] = bool(shift) and settings["importance"] == "laplace"
     seed = validation.seed_sequence(rng)
     design = build_design(
         fixed, random, data, fam, varcomps_names=varcomps_names,
         varcomps_equal=varcomps_equal, na_action=na_action,
     )
-    n_fixed = design.n_fixed
-    theta_init = validation.check_par_init(par_init, design.param_names, n_fixed)
+    theta_init = validation.check_par_init(par_init, design.param_names, design.n_fixed)
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            fit = _fit(design, fam, settings, seed, theta_init, do_pql, progress, started)
+    except np.linalg.LinAlgError as exc:
+        raise ConvergenceError(
+            f"a curvature matrix became numerically singular ({exc}); the linear predictor "
+            "is probably extreme at the start. Give par_init with moderate fixed effects "
+            "and positive variance components, or rescale the covariates."
+        ) from None
+    _warn_after_fit(fit)
+    return fit
+
+
+def _fit(
+    design: Design,
+    fam: Family,
+    settings: dict[str, Any],
+    seed: np.random.SeedSequence,
+    theta_init: FloatArray | None,
+    do_pql: bool,
+    progress: bool,
+    started: float,
+) -> GLMMResults:
+    """The fit proper: centre, sampling rounds, results (see :func:`glmm`)."""
+    n_fixed = design.n_fixed
+    if True:
         t0 = time.perf_counter()
         problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
         if theta_init is not None:
@@ -204,9 +250,15 @@ def glmm(
             t_sample = time.perf_counter()
             beta_c = theta[:n_fixed]
             nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
+            theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
             sampler: ImportanceSampler
+            shift: EffectShift | None = None
             if settings["importance"] == "laplace":
-                sampler, mode = laplace_t(problem, beta_c, nu_c, settings["zeta"], start=mode)
+                sampler, mode, slope = laplace_t(
+                    problem, beta_c, nu_c, settings["zeta"], start=mode
+                )
+                if settings["shift"]:
+                    shift = EffectShift.build(problem, slope, beta_c)
             elif r == 0:
                 sampler = glmm_mixture(
                     problem, beta_pql, variances, u_pql, settings["p"], settings["zeta"]
@@ -217,10 +269,13 @@ def glmm(
                     problem, beta_c, nu_c, mode, settings["p"], settings["zeta"]
                 )
             sizes = chunk_sizes(m_round, size)
-            store = ChunkStore(problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes)
+            store = ChunkStore(
+                problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes, shift=shift
+            )
             objective = _CachingObjective(
-                MCLAObjective(problem, store, sizes),
+                MCLAObjective(problem, store, sizes, shift=shift),
                 ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0,
+                start=theta,
             )
             t_opt = time.perf_counter()
             callback = _progress_printer(r, final) if progress else None
@@ -261,14 +316,12 @@ def glmm(
         timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
         timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
 
-    fit = GLMMResults.from_fit(
+    return GLMMResults.from_fit(
         design=design, problem=problem, family=fam, evaluation=final_eval,
         theta=theta, rounds=tuple(rounds), beta_pql=beta_pql, nu_pql=nu_pql,
         u_pql=problem.blocks.effects_to_design_order(u_pql), settings=settings,
         seed=seed, timings=timings | {"total": time.perf_counter() - started},
     )
-    _warn_after_fit(fit)
-    return fit
 
 
 class _CachingObjective:
@@ -281,10 +334,13 @@ class _CachingObjective:
     moves the proposal on.
     """
 
-    def __init__(self, inner: MCLAObjective, ess_floor: float = 0.0) -> None:
+    def __init__(
+        self, inner: MCLAObjective, ess_floor: float = 0.0, start: FloatArray | None = None
+    ) -> None:
         self.inner = inner
         self.ess_floor = ess_floor
         self.gate_hit = False
+        self._start = None if start is None else np.asarray(start, np.float64).tobytes()
         self._last: tuple[bytes, Evaluation] | None = None
 
     def evaluation_at(self, theta: FloatArray) -> Evaluation:
@@ -297,10 +353,27 @@ class _CachingObjective:
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
         ev = self.evaluation_at(theta)
-        if np.isfinite(ev.value) and float(ev.block_ess.min()) < self.ess_floor:
+        at_start = np.asarray(theta, np.float64).tobytes() == self._start
+        gated = np.isfinite(ev.value) and float(ev.block_ess.min()) < self.ess_floor
+        if gated and not at_start:
             self.gate_hit = True
             return -np.inf, ev.gradient, ev.hessian
         return ev.value, ev.gradient, ev.hessian
+
+
+def _default_zeta(importance: str) -> float:
+    """R glmm's 5 for its mixture; 20 for the Laplace-centred t (measured, BENCHMARKS.md)."""
+    return LAPLACE_ZETA if importance == "laplace" else 5.0
+
+
+def _newton_decrement_of(fit: GLMMResults) -> float:
+    """Newton decrement at the returned estimate (inf if the Hessian is not negative definite)."""
+    try:
+        np.linalg.cholesky(-fit.loglike_hessian)
+        step = np.linalg.solve(-fit.loglike_hessian, fit.loglike_gradient)
+    except np.linalg.LinAlgError:
+        return np.inf
+    return float(abs(fit.loglike_gradient @ step))
 
 
 def _newton_decrement(evaluation: Evaluation) -> float:
@@ -348,12 +421,36 @@ def _warn_after_fit(fit: GLMMResults) -> None:
             ConvergenceWarning,
             stacklevel=3,
         )
+    elif _newton_decrement_of(fit) > 1e-2:
+        warnings.warn(
+            "the trust-region optimiser stopped, but not at a maximum of the Monte Carlo "
+            "likelihood (its Hessian is not negative definite or its gradient is not "
+            "small there); the estimates are unreliable. Refit with par_init set to "
+            "sensible values, or raise m.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     smallest = float(np.min(fit.block_ess))
     if smallest < 0.01 * fit.m:
+        remedy = (
+            "raise m, or change p1, p2, p3 (or use importance='laplace')"
+            if fit.importance == "glmm"
+            else "raise m, or re-centre (recentre='auto')"
+        )
         warnings.warn(
             f"the smallest per-block effective sample size is {smallest:.1f} of m = {fit.m} "
             "draws (< 1%): the importance weights are degenerate and the Monte Carlo "
-            "errors unreliable. Raise m, or try importance='laplace' with recentre >= 1.",
+            f"errors unreliable; {remedy}.",
             ImportanceSamplingWarning,
+            stacklevel=3,
+        )
+    at_boundary = [name for name, nu in zip(fit.varcomps_names, fit.nu, strict=True)
+                   if nu < BOUNDARY_NU]
+    if at_boundary:
+        warnings.warn(
+            f"variance component(s) {at_boundary} are at the boundary 0 of the parameter "
+            "space: their standard errors are not available (NaN) and Wald tests and "
+            "intervals do not apply to them",
+            BoundaryWarning,
             stacklevel=3,
         )

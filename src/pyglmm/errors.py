@@ -46,3 +46,7 @@ class ImportanceSamplingWarning(PyGLMMWarning):
 
 class DataWarning(PyGLMMWarning):
     """The data were accepted but something about them deserves attention."""
+
+
+class BoundaryWarning(PyGLMMWarning):
+    """A variance component was estimated at the boundary 0 of the parameter space."""

@@ -10,8 +10,10 @@ against it.
 
 from __future__ import annotations
 
+import difflib
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -79,24 +81,98 @@ class Family(ABC):
         return 0.0
 
     @abstractmethod
-    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
-        """Raise :class:`~pyglmm.errors.DataError` if the response is invalid."""
+    def check_response(
+        self,
+        y: FloatArray,
+        trials: FloatArray,
+        name: str,
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        """Raise :class:`~pyglmm.errors.DataError` if the response is invalid.
+
+        Parameters
+        ----------
+        y : ndarray, shape (n,)
+            The response (successes for the binomial family).
+        trials : ndarray, shape (n,)
+            Numbers of trials (ones for the families without trials).
+        name : str
+            How the response is named in messages (the column or ``cbind(...)``).
+        labels : sequence, optional
+            Index labels of the rows, used to point at the first offending row;
+            positions are used without it.
+        """
+
+    def response_edges(
+        self, y: FloatArray, trials: FloatArray
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """Rows whose response sits at the lower or upper end of its support.
+
+        Moving ``eta`` of a row at the lower end (``y = 0``) towards minus infinity,
+        or of a row at the upper end (``y = trials``) towards plus infinity, never
+        lowers its likelihood; rows at neither end pin ``eta`` down. This is what the
+        check for separation of the fixed effects needs.
+
+        Parameters
+        ----------
+        y, trials : ndarray, shape (n,)
+            The response and numbers of trials.
+
+        Returns
+        -------
+        lower, upper : ndarray of bool, shape (n,)
+        """
+        none = np.zeros(y.shape, dtype=bool)
+        return none, none.copy()
+
+    def degenerate_response(self, y: FloatArray, trials: FloatArray) -> str | None:
+        """Describe a response that makes the fixed effects diverge, or return None.
+
+        A response that sits at the edge of its range in every row (all 0 or all 1
+        for the Bernoulli family, no successes or no failures at all for the binomial,
+        all zero counts for the Poisson) has no finite maximum likelihood: the
+        intercept direction keeps improving it.
+
+        Parameters
+        ----------
+        y, trials : ndarray, shape (n,)
+            The response and numbers of trials.
+
+        Returns
+        -------
+        str or None
+            A phrase such as ``"all 0"`` when the response is degenerate.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-def _check_finite(y: FloatArray, name: str) -> None:
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"response {name!r} has non-finite values; remove or fix those rows")
+def _where(bad: NDArray[np.intp], values: FloatArray, labels: Sequence[Any] | None) -> str:
+    """``"first at row 'a': 2.5"``: where the first offending value is, and what it is."""
+    first = int(bad[0])
+    row = labels[first] if labels is not None and len(labels) > first else first
+    return f"first at row {row!r}: {float(values[first])!r}"
 
 
-def _check_integer_valued(y: FloatArray, name: str, what: str) -> None:
+def _check_finite(y: FloatArray, name: str, labels: Sequence[Any] | None) -> None:
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise DataError(
+            f"response {name!r} has {bad.size} non-finite value(s) (inf or NaN; "
+            f"{_where(bad, y, labels)}); remove or fix those rows"
+        )
+
+
+def _check_integer_valued(
+    y: FloatArray, name: str, what: str, labels: Sequence[Any] | None
+) -> None:
     bad = np.flatnonzero(y != np.round(y))
     if bad.size:
         raise DataError(
-            f"{what} {name!r} must be integer-valued; {bad.size} value(s) are not "
-            f"(first at row {bad[0]}: {y[bad[0]]!r})"
+            f"{what} {name!r} must be integer-valued (whole numbers, stored as int or "
+            f"float); {bad.size} value(s) are not ({_where(bad, y, labels)})"
         )
 
 
@@ -139,8 +215,8 @@ class Bernoulli(Family):
     def mean_variance(
         self, eta: FloatArray, trials: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        _, _, mean = _logistic_pieces(eta)
-        return mean, mean * (1.0 - mean)
+        e, _, mean = _logistic_pieces(eta)
+        return mean, _logistic_variance(e)
 
     def all_terms(
         self, eta: FloatArray, y: FloatArray, trials: FloatArray
@@ -149,15 +225,33 @@ class Bernoulli(Family):
         terms = y * eta - np.maximum(eta, 0.0) - log_one_plus_e
         return terms, mean, _logistic_variance(e)
 
-    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
-        _check_finite(y, name)
+    def check_response(
+        self,
+        y: FloatArray,
+        trials: FloatArray,
+        name: str,
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        _check_finite(y, name, labels)
         bad = np.flatnonzero((y != 0.0) & (y != 1.0))
         if bad.size:
             raise DataError(
                 f"bernoulli response {name!r} must be 0 or 1; {bad.size} value(s) are not "
-                f"(first at row {bad[0]}: {y[bad[0]]!r}). For counts out of several trials "
-                "use family='binomial' with 'cbind(successes, failures) ~ ...'."
+                f"({_where(bad, y, labels)}). For counts out of several trials use "
+                "family='binomial' with 'cbind(successes, failures) ~ ...'."
             )
+
+    def response_edges(
+        self, y: FloatArray, trials: FloatArray
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        return y == 0.0, y == 1.0
+
+    def degenerate_response(self, y: FloatArray, trials: FloatArray) -> str | None:
+        if np.all(y == 0.0):
+            return "all 0"
+        if np.all(y == 1.0):
+            return "all 1"
+        return None
 
 
 class Binomial(Family):
@@ -176,8 +270,8 @@ class Binomial(Family):
     def mean_variance(
         self, eta: FloatArray, trials: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        _, _, mean = _logistic_pieces(eta)
-        return trials * mean, trials * mean * (1.0 - mean)
+        e, _, mean = _logistic_pieces(eta)
+        return trials * mean, trials * _logistic_variance(e)
 
     def all_terms(
         self, eta: FloatArray, y: FloatArray, trials: FloatArray
@@ -191,17 +285,36 @@ class Binomial(Family):
         log_choose = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
         return float(np.sum(log_choose))
 
-    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
-        _check_finite(y, name)
+    def check_response(
+        self,
+        y: FloatArray,
+        trials: FloatArray,
+        name: str,
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        _check_finite(y, name, labels)
+        _check_finite(trials, name, labels)
         failures = trials - y
         for values, what in ((y, "successes"), (failures, "failures")):
             negative = np.flatnonzero(values < 0)
             if negative.size:
                 raise DataError(
-                    f"binomial {what} in {name!r} must be non-negative; "
-                    f"{negative.size} value(s) are negative (first at row {negative[0]})"
+                    f"binomial {what} in {name!r} must be non-negative counts; "
+                    f"{negative.size} value(s) are negative ({_where(negative, values, labels)})"
                 )
-            _check_integer_valued(values, name, f"binomial {what} in")
+            _check_integer_valued(values, name, f"binomial {what} in", labels)
+
+    def response_edges(
+        self, y: FloatArray, trials: FloatArray
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        return y == 0.0, y == trials
+
+    def degenerate_response(self, y: FloatArray, trials: FloatArray) -> str | None:
+        if np.all(y == 0.0):
+            return "no successes in any row"
+        if np.all(y == trials):
+            return "no failures in any row"
+        return None
 
 
 class Poisson(Family):
@@ -237,15 +350,31 @@ class Poisson(Family):
     def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
         return float(-np.sum(gammaln(y + 1.0)))
 
-    def check_response(self, y: FloatArray, trials: FloatArray, name: str) -> None:
-        _check_finite(y, name)
+    def check_response(
+        self,
+        y: FloatArray,
+        trials: FloatArray,
+        name: str,
+        labels: Sequence[Any] | None = None,
+    ) -> None:
+        _check_finite(y, name, labels)
         negative = np.flatnonzero(y < 0)
         if negative.size:
             raise DataError(
                 f"poisson response {name!r} must be non-negative counts; {negative.size} "
-                f"value(s) are negative (first at row {negative[0]}: {y[negative[0]]!r})"
+                f"value(s) are negative ({_where(negative, y, labels)})"
             )
-        _check_integer_valued(y, name, "poisson response")
+        _check_integer_valued(y, name, "poisson response", labels)
+
+    def response_edges(
+        self, y: FloatArray, trials: FloatArray
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        return y == 0.0, np.zeros(y.shape, dtype=bool)
+
+    def degenerate_response(self, y: FloatArray, trials: FloatArray) -> str | None:
+        if np.all(y == 0.0):
+            return "all 0"
+        return None
 
 
 _FAMILIES: dict[str, type[Family]] = {
@@ -277,10 +406,12 @@ def get_family(family: str | Family | type[Family]) -> Family:
             f"family must be a string such as 'bernoulli' or a Family object, "
             f"not {type(family).__name__}"
         )
-    key = family.strip().lower().removesuffix(".glmm")
+    key = family.strip().lower().removesuffix(".glmm").removesuffix("()")
     if key not in _FAMILIES:
+        close = difflib.get_close_matches(key, list(_FAMILIES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ArgumentError(
-            f"unknown family {family!r}; choose one of {sorted(_FAMILIES)} "
+            f"unknown family {family!r}{hint}; choose one of {sorted(_FAMILIES)} "
             "(all with their canonical link)"
         )
     return _FAMILIES[key]()

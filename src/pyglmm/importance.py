@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln
 
-from .blocklinalg import BlockCholesky
+from .blocklinalg import BlockCholesky, solve_columns
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -189,6 +189,20 @@ def conditional_mode(
     return u, BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
 
 
+def mode_slope(
+    problem: Problem, beta: FloatArray, mode: FloatArray, chol: BlockCholesky
+) -> FloatArray:
+    """Derivative of the conditional mode with respect to ``beta``: (q, p), block order.
+
+    From the mode's equation ``Z^T (y - c'(eta)) - D^{-1} u = 0``:
+    ``du/dbeta = -H^{-1} Z^T diag(c''(eta)) X`` with ``H`` factored in ``chol``.
+    """
+    eta = problem.x @ beta + problem.z_times(mode)
+    weighted_x = problem.family.variance(eta, problem.trials)[:, None] * problem.x
+    ztvx = np.stack([problem.zt_times(weighted_x[:, j]) for j in range(problem.n_fixed)], 1)
+    return -solve_columns(chol, ztvx)
+
+
 def glmm_mixture(
     problem: Problem,
     beta_star: FloatArray,
@@ -235,10 +249,12 @@ def laplace_t(
     nu: FloatArray,
     zeta: float,
     start: FloatArray | None = None,
-) -> tuple[ImportanceSampler, FloatArray]:
+) -> tuple[ImportanceSampler, FloatArray, FloatArray]:
     """Per-block ``t_zeta`` at the conditional mode, scaled by the inverse curvature.
 
-    Returns the sampler and the block-ordered mode.
+    Returns the sampler, the block-ordered mode and the mode's slope in ``beta``
+    (:func:`mode_slope`, for :class:`pyglmm.mcla.EffectShift`).
     """
     mode, chol = conditional_mode(problem, beta, nu, start=start)
-    return ImportanceSampler("laplace", (Component(mode, None, chol, float(zeta)),), (1.0,)), mode
+    sampler = ImportanceSampler("laplace", (Component(mode, None, chol, float(zeta)),), (1.0,))
+    return sampler, mode, mode_slope(problem, beta, mode, chol)

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .importance import ImportanceSampler
-from .mcla import ChunkSample, draw_chunk, draw_effects
+from .mcla import ChunkSample, EffectShift, chunk_from_draws, draw_effects
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -71,12 +71,16 @@ class ChunkStore:
         seeds: Sequence[np.random.SeedSequence],
         sizes: Sequence[int],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        shift: EffectShift | None = None,
     ) -> None:
         self.problem = problem
+        self.shift = shift
         self.sampler = sampler
         self.seeds = list(seeds)
         self.sizes = list(sizes)
         small = problem.blocks.n_blocks * (problem.n_components + 1)
+        if shift is not None:
+            small += problem.blocks.n_blocks * problem.n_components * problem.n_fixed
         m = sum(self.sizes)
         if m * 8 * (problem.y.size + small) <= cache_bytes:
             self.mode = "chunks"
@@ -98,17 +102,13 @@ class ChunkStore:
             return self._cache[j]
         if j in self._draws:
             u, small = self._draws[j]
-            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h)
+            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h, small.proj)
+        u = draw_effects(self.problem, self.sampler, self.seeds[j], self.sizes[j])
         if self.mode == "draws":
-            u = draw_effects(self.problem, self.sampler, self.seeds[j], self.sizes[j])
-            small = ChunkSample(
-                np.empty((0, 0)),
-                self.problem.blocks.component_sums(u * u),
-                self.sampler.log_density(u, self.problem),
-            )
+            small = chunk_from_draws(self.problem, self.sampler, u, self.shift, with_zu=False)
             self._draws[j] = (u, small)
-            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h)
-        chunk = draw_chunk(self.problem, self.sampler, self.seeds[j], self.sizes[j])
+            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h, small.proj)
+        chunk = chunk_from_draws(self.problem, self.sampler, u, self.shift)
         if self.mode == "chunks":
             self._cache[j] = chunk
         return chunk

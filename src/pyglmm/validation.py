@@ -1,4 +1,11 @@
-"""Checks of the arguments of :func:`pyglmm.glmm`, each naming the argument at fault."""
+"""Checks of the arguments of :func:`pyglmm.glmm`, each naming the argument at fault.
+
+The checks of the data and formulas live in :mod:`pyglmm.design`; here are the Monte
+Carlo and optimiser settings (ALGORITHM.md 9, including what R's glmm leaves
+unchecked: ``m``, ``zeta``, ``rmax``, ``iterlim``), the seed and the starting point.
+Every failure is an exception of :mod:`pyglmm.errors` that is also a ``ValueError``
+or ``TypeError``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from .errors import ArgumentError, ArgumentTypeError
@@ -15,7 +23,8 @@ FloatArray = NDArray[np.float64]
 
 
 def _integer(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    """``value`` as an int of at least ``minimum``; integer-valued floats are refused."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
             raise ArgumentTypeError(
                 f"{name} must be an integer, got the float {value!r}; write {int(value)}"
@@ -27,7 +36,8 @@ def _integer(value: Any, name: str, minimum: int) -> int:
 
 
 def _positive_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    """``value`` as a positive finite float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise ArgumentTypeError(f"{name} must be a real number, not {type(value).__name__}")
     if not np.isfinite(float(value)) or float(value) <= 0:
         raise ArgumentError(f"{name} must be a positive finite number, got {value!r}")
@@ -47,14 +57,47 @@ def check_settings(
     iterlim: Any,
     chunk_size: Any,
 ) -> dict[str, Any]:
-    """Validate the Monte Carlo and optimiser settings; return them normalised."""
-    if blocks not in ("independent", "joint"):
+    """Validate the Monte Carlo and optimiser settings; return them normalised.
+
+    Parameters
+    ----------
+    m, blocks, importance, recentre, pilot_m, zeta, rmax, iterlim, chunk_size
+        The arguments of :func:`pyglmm.glmm` of the same names.
+    p : (p1, p2, p3)
+        The mixture probabilities of the ``"glmm"`` proposal.
+
+    Returns
+    -------
+    dict
+        The settings, with ``recentre="auto"`` as -1 and ``p`` rescaled to sum to 1.
+
+    Raises
+    ------
+    pyglmm.errors.ArgumentError
+        A value out of range (``m < 1``, ``p1 + p2 + p3 != 1``, ``p1 <= 0``,
+        ``zeta <= 0``, ``rmax <= 0``, ``iterlim < 1``, an unknown option).
+    pyglmm.errors.ArgumentTypeError
+        A value of the wrong type (``m=1e4`` or ``m="100"``).
+
+    Examples
+    --------
+    >>> from pyglmm.validation import check_settings
+    >>> check_settings(m=100, blocks="joint", importance="glmm", recentre=0, pilot_m=50,
+    ...                p=(0.5, 0.25, 0.25), zeta=5, rmax=1000, iterlim=100,
+    ...                chunk_size=None)["p"]
+    (0.5, 0.25, 0.25)
+    """
+    if not isinstance(blocks, str) or blocks not in ("independent", "joint"):
         raise ArgumentError(f"blocks must be 'independent' or 'joint', not {blocks!r}")
-    if importance not in ("laplace", "glmm"):
+    if not isinstance(importance, str) or importance not in ("laplace", "glmm"):
         raise ArgumentError(f"importance must be 'laplace' or 'glmm', not {importance!r}")
+    if isinstance(recentre, str) and recentre != "auto":
+        raise ArgumentError(
+            f"recentre must be 'auto' or a non-negative integer, not {recentre!r}"
+        )
     probs = []
     for name, value in zip(("p1", "p2", "p3"), p, strict=True):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
             raise ArgumentTypeError(f"{name} must be a number, not {type(value).__name__}")
         if not 0.0 <= float(value) <= 1.0:
             raise ArgumentError(f"{name} must lie in [0, 1], got {value!r}")
@@ -62,13 +105,16 @@ def check_settings(
     if probs[0] <= 0:
         raise ArgumentError("p1 must be positive: the heavy-tailed t component bounds the weights")
     if abs(sum(probs) - 1.0) > 1e-8:
-        raise ArgumentError(f"p1 + p2 + p3 must equal 1 (within 1e-8), got {sum(probs)!r}")
+        raise ArgumentError(
+            f"p1 + p2 + p3 must equal 1 (within 1e-8), got {probs[0]!r} + {probs[1]!r} + "
+            f"{probs[2]!r} = {sum(probs)!r}"
+        )
     total = sum(probs)
     return {
         "m": _integer(m, "m", 1),
         "blocks": blocks,
         "importance": importance,
-        "recentre": -1 if recentre == "auto" else _integer(recentre, "recentre", 0),
+        "recentre": -1 if isinstance(recentre, str) else _integer(recentre, "recentre", 0),
         "pilot_m": _integer(pilot_m, "pilot_m", 1),
         "p": tuple(x / total for x in probs),
         "zeta": _positive_real(zeta, "zeta"),
@@ -79,14 +125,25 @@ def check_settings(
 
 
 def seed_sequence(rng: Any) -> np.random.SeedSequence:
-    """The root seed sequence of a fit from ``rng`` (int, SeedSequence, Generator, None)."""
+    """The root seed sequence of a fit from ``rng`` (int, SeedSequence, Generator, None).
+
+    Parameters
+    ----------
+    rng : int, numpy.random.SeedSequence, numpy.random.Generator or None
+        A non-negative integer seed, a seed sequence (used as is), a generator (four
+        integers are drawn from it) or None (fresh entropy).
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+    """
     if rng is None:
         return np.random.SeedSequence()
     if isinstance(rng, np.random.SeedSequence):
         return rng
     if isinstance(rng, np.random.Generator):
         return np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool | np.bool_):
         if rng < 0:
             raise ArgumentError(f"rng must be a non-negative integer seed, got {rng}")
         return np.random.SeedSequence(int(rng))
@@ -99,9 +156,44 @@ def seed_sequence(rng: Any) -> np.random.SeedSequence:
 def check_par_init(
     par_init: Sequence[float] | None, names: Sequence[str], n_fixed: int
 ) -> FloatArray | None:
-    """Validate a starting point ``(beta, nu)``."""
+    """Validate a starting point ``(beta, nu)``.
+
+    Parameters
+    ----------
+    par_init : sequence of float, pandas.Series or None
+        The start: fixed effects first, then variance components. A Series whose
+        index holds exactly the parameter names (as ``fit.params()`` returns) is
+        aligned by name, whatever its order.
+    names : sequence of str
+        The parameter names of the model.
+    n_fixed : int
+        Number of fixed effects.
+
+    Returns
+    -------
+    ndarray or None
+        The start as floats, or None if ``par_init`` is None.
+
+    Raises
+    ------
+    pyglmm.errors.ArgumentError
+        Wrong length or names, a non-finite value, or a variance component that is
+        not positive (at most 1e-9).
+    pyglmm.errors.ArgumentTypeError
+        Values that are not numbers.
+    """
     if par_init is None:
         return None
+    if isinstance(par_init, str | bytes):
+        raise ArgumentTypeError("par_init must be a sequence of numbers, not a string")
+    if isinstance(par_init, pd.Series) and not isinstance(par_init.index, pd.RangeIndex):
+        given = [str(label) for label in par_init.index]
+        if sorted(given) != sorted(names) or len(set(given)) != len(given):
+            raise ArgumentError(
+                f"par_init is named {given} but the model's parameters are {list(names)}; "
+                "give the values in that order, or a Series with exactly these names"
+            )
+        par_init = par_init.set_axis(given).loc[list(names)]
     try:
         theta = np.asarray(par_init, dtype=np.float64).ravel()
     except (TypeError, ValueError):

@@ -1,0 +1,516 @@
+"""The model summary: R glmm's layout, plus MCSEs and the importance-sampling checks.
+
+:meth:`pyglmm.GLMMResults.summary` returns a :class:`Summary`. Its text keeps the
+structure of R glmm's ``summary`` (call, link, fixed-effects table with two-sided
+p-values, variance-component table with one-sided p-values, significance codes) so the
+two can be compared line by line, and adds an MCSE column, the Monte Carlo settings,
+the smallest block ESS, the largest Pareto k-hat and the largest MCSE/SE ratio, with a
+warning line for each check that fails (ALGORITHM.md 6.5 and 12.3).
+
+Estimates and standard errors are printed rounded at the decimal of the MCSE's leading
+digit, but never finer than two significant digits of the standard error (ALGORITHM.md
+6.5 [fix]); z values and p-values are computed from the unrounded numbers, and the
+DataFrames :attr:`Summary.fixed` and :attr:`Summary.varcomps` hold the unrounded numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from .diagnostics import BOUNDARY_NU, ImportanceDiagnostics
+from .errors import ArgumentError
+
+if TYPE_CHECKING:
+    from .results import GLMMResults
+
+#: Column names of :attr:`Summary.fixed`.
+FIXED_COLUMNS = ("Estimate", "Std. Error", "MCSE", "z value", "Pr(>|z|)")
+#: Column names of :attr:`Summary.varcomps` (the p-value is one-sided, H_A: nu > 0).
+VARCOMP_COLUMNS = ("Estimate", "Std. Error", "MCSE", "z value", "Pr(>z)")
+SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+ROUNDING_NOTE = (
+    "Estimates and standard errors are rounded at the leading digit of the MCSE, "
+    "at most to two significant digits of the standard error."
+)
+_WIDTH = 80
+
+FloatArray = NDArray[np.float64]
+
+
+def significance_stars(p_value: float) -> str:
+    """R's significance code of a p-value (``"***"``, ``"**"``, ``"*"``, ``"."``, ``""``).
+
+    Examples
+    --------
+    >>> significance_stars(0.004)
+    '**'
+    """
+    if not np.isfinite(p_value):
+        return ""
+    for cut, stars in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p_value < cut:
+            return stars
+    return ""
+
+
+def display_decimals(se: float, mcse: float) -> int:
+    """Decimals to print an estimate and its SE with (may be negative: round to tens).
+
+    The estimate is rounded at the MCSE's leading digit, :math:`-\\lfloor\\log_{10}
+    \\mathrm{mcse}\\rfloor` decimals, but to no more decimals than two significant digits
+    of the SE, :math:`1-\\lfloor\\log_{10}\\mathrm{se}\\rfloor`. Four decimals when
+    neither is a positive finite number.
+
+    Examples
+    --------
+    >>> display_decimals(se=0.404, mcse=0.0076)
+    2
+    >>> display_decimals(se=0.404, mcse=0.058)
+    2
+    >>> display_decimals(se=2.1, mcse=0.57)
+    1
+    """
+    candidates = []
+    if np.isfinite(mcse) and mcse > 0:
+        candidates.append(-math.floor(math.log10(mcse)))
+    if np.isfinite(se) and se > 0:
+        candidates.append(1 - math.floor(math.log10(se)))
+    return min(candidates) if candidates else 4
+
+
+def format_fixed(value: float, decimals: int) -> str:
+    """``value`` rounded to ``decimals`` (negative: to tens, hundreds...), as text."""
+    if not np.isfinite(value):
+        return "NA" if np.isnan(value) else ("Inf" if value > 0 else "-Inf")
+    rounded = round(float(value), decimals)
+    text = f"{rounded:.{max(decimals, 0)}f}"
+    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+
+
+def format_p_value(p_value: float) -> str:
+    """A p-value to three significant digits, ``"<2e-16"`` below machine epsilon (as R)."""
+    if not np.isfinite(p_value):
+        return "NA"
+    if p_value < np.finfo(float).eps:
+        return "<2e-16"
+    return f"{p_value:.3g}"
+
+
+def _mcse_text(mcse: float) -> str:
+    if not (np.isfinite(mcse) and mcse > 0):
+        return format_fixed(mcse, 4)
+    return format_fixed(mcse, 1 - math.floor(math.log10(mcse)))
+
+
+def _text_table(frame: pd.DataFrame, p_column: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of a coefficient table (names first, stars last)."""
+    rows = []
+    for name, row in frame.iterrows():
+        decimals = display_decimals(row["Std. Error"], row["MCSE"])
+        rows.append([
+            str(name),
+            format_fixed(row["Estimate"], decimals),
+            format_fixed(row["Std. Error"], decimals),
+            _mcse_text(row["MCSE"]),
+            format_fixed(row["z value"], 3),
+            format_p_value(row[p_column]),
+            significance_stars(row[p_column]),
+        ])
+    return ["", *frame.columns, ""], rows
+
+
+def _aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for cells in [headers, *rows]:
+        parts = [cells[0].ljust(widths[0])]
+        parts += [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True)]
+        parts.append(cells[-1])
+        lines.append(" ".join(parts).rstrip())
+    return lines
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + f"<th>{html.escape(r[0])}</th>"
+        + "".join(f'<td style="text-align:right">{html.escape(c)}</td>' for c in r[1:])
+        + "</tr>"
+        for r in rows
+    )
+    return f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Summary of a GLMM fit: R glmm's tables, MCSEs and importance-sampling checks.
+
+    ``str(summary)`` is the text table, ``summary._repr_html_()`` the notebook view.
+
+    Attributes
+    ----------
+    call : str
+        The fit as a call of :func:`pyglmm.glmm` (formulas, family, ``m``, names).
+    link : str
+        The canonical link: ``"logit (log odds)"`` or ``"log"``.
+    fixed : pandas.DataFrame
+        One row per fixed effect: Estimate, Std. Error, MCSE, z value and the two-sided
+        p-value ``Pr(>|z|)``; unrounded.
+    varcomps : pandas.DataFrame
+        One row per variance component: Estimate, Std. Error, MCSE, z value and the
+        one-sided p-value ``Pr(>z)`` for :math:`H_A: \\nu > 0` (half the two-sided one);
+        unrounded.
+    loglike_value : float
+        The maximised Monte Carlo log-likelihood approximation.
+    trust_converged : bool
+        Whether the trust-region optimiser converged.
+    iterations : int
+        Trust-region iterations of the final round.
+    monte_carlo : str
+        One line on the Monte Carlo settings (``m``, blocks, proposal, rounds).
+    diagnostics : ImportanceDiagnostics
+        Block ESS, Pareto k-hat and MCSE/SE, with their warnings.
+    warnings : tuple of str
+        Every warning line of the summary (convergence, information, sampling).
+
+    Examples
+    --------
+    >>> import pyglmm as pg
+    >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(),
+    ...               "bernoulli", m=1000, rng=1)
+    >>> s = fit.summary()
+    >>> list(s.varcomps.columns)
+    ['Estimate', 'Std. Error', 'MCSE', 'z value', 'Pr(>z)']
+    >>> print(s)  # doctest: +ELLIPSIS
+    Call:
+    glmm("y ~ 0 + x1", random=["~ 0 + z1"], family="bernoulli", m=1000...
+    """
+
+    call: str
+    link: str
+    fixed: pd.DataFrame
+    varcomps: pd.DataFrame
+    loglike_value: float
+    trust_converged: bool
+    iterations: int
+    monte_carlo: str
+    diagnostics: ImportanceDiagnostics
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def from_results(cls, fit: GLMMResults) -> Summary:
+        """Build the summary of a fit (what :meth:`GLMMResults.summary` returns)."""
+        tidy = fit.tidy().set_index("term")
+        tidy.index.name = None
+        columns = {"estimate": "Estimate", "se": "Std. Error", "mcse": "MCSE", "z": "z value"}
+        fixed = tidy[tidy["kind"] == "fixed"].rename(columns=columns | {"p": "Pr(>|z|)"})
+        varcomps = tidy[tidy["kind"] == "varcomp"].rename(columns=columns | {"p": "Pr(>z)"})
+        diagnostics = fit.diagnostics()
+        warnings: list[str] = []
+        if not fit.trust_converged:
+            estimates = ", ".join(f"{v:.6g}" for v in fit.params())
+            warnings.append(
+                f"WARNING: the trust-region optimiser did not converge in {fit.iterations} "
+                "iterations, so these are not Monte Carlo maximum likelihood estimates. "
+                f"Refit starting from them: par_init=fit.params() (= [{estimates}])."
+            )
+        smallest = fit.information_min_eigenvalue()
+        if not smallest > 0:
+            warnings.append(
+                "WARNING: the observed information (minus the MCLA Hessian) is not positive "
+                f"definite (smallest eigenvalue {smallest:.3g}): standard errors, z values "
+                "and p-values are unreliable or missing. Refit with a larger m."
+            )
+        boundary = [n for n, v in zip(fit.varcomps_names, fit.nu, strict=True) if v < BOUNDARY_NU]
+        if boundary:
+            warnings.append(
+                f"WARNING: variance component(s) {', '.join(map(repr, boundary))} at the "
+                "boundary 0: the data show no variation there. Their Wald standard errors, z "
+                "values and p-values mean nothing and are shown as NA; consider dropping them."
+            )
+        warnings.extend(diagnostics.messages)
+        arguments = [
+            _quote(fit.fixed_formula),
+            f"random=[{', '.join(_quote(f) for f in fit.random_formulas)}]",
+            f"family={_quote(fit.family.name)}",
+            f"m={fit.m}",
+            f"varcomps_names=[{', '.join(_quote(n) for n in fit.varcomps_names)}]",
+        ]
+        if list(fit.varcomps_equal) != list(range(1, len(fit.varcomps_equal) + 1)):
+            arguments.append(f"varcomps_equal={list(fit.varcomps_equal)}")
+        rounds = len(fit.rounds)
+        sample = (
+            f"m = {fit.m} draws for each of {fit.n_blocks} independent blocks"
+            if fit.blocks == "independent" and fit.n_blocks > 1
+            else f"m = {fit.m} draws of one {'joint sample' if fit.blocks == 'joint' else 'block'}"
+        )
+        monte_carlo = (
+            f"Monte Carlo: {sample}; {fit.importance} proposal (zeta = {fit.zeta:g}); "
+            f"{rounds} sampling {_plural(rounds, 'round')}, "
+            f"the last {'converged' if fit.trust_converged else 'stopped'} after "
+            f"{fit.iterations} {_plural(fit.iterations, 'iteration')}."
+        )
+        return cls(
+            call=_wrap_call(arguments),
+            link=fit.family.link,
+            fixed=fixed[list(FIXED_COLUMNS)].astype(float),
+            varcomps=varcomps[list(VARCOMP_COLUMNS)].astype(float),
+            loglike_value=fit.loglike_value,
+            trust_converged=fit.trust_converged,
+            iterations=fit.iterations,
+            monte_carlo=monte_carlo,
+            diagnostics=diagnostics,
+            warnings=tuple(warnings),
+        )
+
+    def _check_line(self) -> str:
+        d = self.diagnostics
+        ratio = d.max_mcse_se_ratio
+        pareto_k = d.max_pareto_k
+        return (
+            f"Smallest block ESS {d.min_ess:.0f} ({100 * d.min_ess / d.m:.1f}% of m); "
+            f"largest Pareto k {'NA' if np.isnan(pareto_k) else f'{pareto_k:.2f}'}; "
+            f"largest MCSE/SE {'NA' if np.isnan(ratio) else f'{ratio:.3f}'}"
+            + (f" ({d.worst_parameter})." if np.isfinite(ratio) else ".")
+        )
+
+    def __str__(self) -> str:
+        lines: list[str] = []
+        if not self.trust_converged:
+            lines += [textwrap.fill(self.warnings[0], _WIDTH), ""]
+        lines += ["Call:", self.call, "", f'Link is: "{self.link}"', "", "Fixed Effects:"]
+        lines += _aligned(*_text_table(self.fixed, "Pr(>|z|)"))
+        lines += ["", "Variance Components for Random Effects (P-values are one-sided, "
+                  "H_A: nu > 0):"]
+        lines += _aligned(*_text_table(self.varcomps, "Pr(>z)"))
+        lines += ["---", SIGNIF_LEGEND, textwrap.fill(ROUNDING_NOTE, _WIDTH), ""]
+        lines.append(f"Log-likelihood (Monte Carlo approximation): {self.loglike_value:.4f}")
+        lines.append(textwrap.fill(self.monte_carlo, _WIDTH))
+        lines.append(textwrap.fill(self._check_line(), _WIDTH))
+        later = self.warnings[0 if self.trust_converged else 1 :]
+        for warning in later:
+            lines += ["", textwrap.fill(warning, _WIDTH)]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        """HTML for notebooks: the same content as the text, as tables."""
+        fixed = _html_table(*_text_table(self.fixed, "Pr(>|z|)"))
+        varcomps = _html_table(*_text_table(self.varcomps, "Pr(>z)"))
+        alerts = "".join(
+            f'<p style="color:#b00020"><b>{html.escape(w)}</b></p>' for w in self.warnings
+        )
+        notes = [SIGNIF_LEGEND, ROUNDING_NOTE,
+                 f"Log-likelihood (Monte Carlo approximation): {self.loglike_value:.4f}",
+                 self.monte_carlo, self._check_line()]
+        return (
+            f"<div><p><b>Call:</b> <code>{html.escape(self.call)}</code></p>"
+            f"<p>Link is: &quot;{html.escape(self.link)}&quot;</p>"
+            f"<p><b>Fixed Effects</b></p>{fixed}"
+            "<p><b>Variance Components for Random Effects</b> (P-values are one-sided, "
+            f"H<sub>A</sub>: &nu; &gt; 0)</p>{varcomps}"
+            + "".join(f"<p><small>{html.escape(n)}</small></p>" for n in notes)
+            + f"{alerts}</div>"
+        )
+
+
+@dataclass(frozen=True)
+class WaldTest:
+    """A Wald test of :math:`L\\theta = r` (returned by :meth:`GLMMResults.wald_test`).
+
+    Attributes
+    ----------
+    statistic : float
+        :math:`(L\\hat\\theta-r)^\\top(LVL^\\top)^{-1}(L\\hat\\theta-r)`, chi-square.
+    df : int
+        Degrees of freedom, the number of hypotheses.
+    p_value : float
+        Upper tail of the chi-square distribution with ``df`` degrees of freedom.
+    contrast : pandas.DataFrame
+        :math:`L`, one row per hypothesis, columns named by parameter.
+    rhs : ndarray
+        :math:`r`.
+    difference : ndarray
+        :math:`L\\hat\\theta - r`.
+    """
+
+    statistic: float
+    df: int
+    p_value: float
+    contrast: pd.DataFrame
+    rhs: FloatArray
+    difference: FloatArray
+
+    @property
+    def z(self) -> float:
+        """Signed z statistic of a single hypothesis (NaN when ``df > 1``)."""
+        if self.df != 1:
+            return float("nan")
+        return float(np.sign(self.difference[0]) * math.sqrt(self.statistic))
+
+    def __str__(self) -> str:
+        return f"Wald test: chi2({self.df}) = {self.statistic:.4g}, p-value = {self.p_value:.4g}"
+
+
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _parse_side(text: str, names: tuple[str, ...]) -> tuple[FloatArray, float]:
+    """Read ``[+-] [number *] name | [+-] number`` terms into coefficients and a constant."""
+    coefficients, constant = np.zeros(len(names)), 0.0
+    by_length = sorted(set(names), key=len, reverse=True)
+    position, first = 0, True
+
+    def skip(at: int) -> int:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        return at
+
+    def name_at(at: int) -> tuple[str | None, int]:
+        if text.startswith("`", at):
+            end = text.find("`", at + 1)
+            if end > at and text[at + 1 : end] in names:
+                return text[at + 1 : end], end + 1
+            return None, at
+        return next(((n, at + len(n)) for n in by_length if text.startswith(n, at)), (None, at))
+
+    while (position := skip(position)) < len(text):
+        sign, signed = 1.0, False
+        while position < len(text) and text[position] in "+-":
+            sign, signed = (-sign if text[position] == "-" else sign), True
+            position = skip(position + 1)
+        name, end = name_at(position)
+        number = None if name else _NUMBER.match(text, position)
+        if (not first and not signed) or (name is None and number is None):
+            raise ArgumentError(
+                f"cannot read {text[position:]!r} in {text!r}: expected terms such as "
+                f"'name', '2 * name' or a number joined by + or -, with names from "
+                f"{list(names)} (in backticks if they could be misread)"
+            )
+        factor = 1.0
+        if number is not None:
+            factor, end = float(number.group()), skip(number.end())
+            if text.startswith("*", end):
+                name, end = name_at(skip(end + 1))
+                if name is None:
+                    raise ArgumentError(f"expected a parameter name after '*' in {text!r}")
+        if name is None:
+            constant += sign * factor
+        else:
+            coefficients[names.index(name)] += sign * factor
+        position, first = end, False
+    if first:
+        raise ArgumentError(f"an empty side in the hypothesis {text!r}")
+    return coefficients, constant
+
+
+def _parse_equation(equation: str, names: tuple[str, ...]) -> tuple[FloatArray, float]:
+    sides = re.split(r"==?", equation)
+    if len(sides) > 2:
+        raise ArgumentError(f"a hypothesis has one '=', got {equation!r}")
+    left, left_constant = _parse_side(sides[0], names)
+    right, right_constant = _parse_side(sides[1], names) if len(sides) == 2 else (0.0, 0.0)
+    return left - right, right_constant - left_constant
+
+
+def wald_test(
+    names: tuple[str, ...],
+    estimate: FloatArray,
+    covariance: FloatArray,
+    hypothesis: str | Sequence[str] | ArrayLike,
+    rhs: ArrayLike | None = None,
+) -> WaldTest:
+    """Wald test of :math:`L\\theta = r` (see :meth:`pyglmm.GLMMResults.wald_test`).
+
+    Parameters
+    ----------
+    names : tuple of str
+        Parameter names, in the order of ``estimate``.
+    estimate : ndarray, shape (P,)
+        The estimates :math:`\\hat\\theta`.
+    covariance : ndarray, shape (P, P)
+        Their covariance :math:`V`.
+    hypothesis : str, sequence of str, or array_like
+        Equations in the names (``"a - b = 0"``; several separated by ``;`` or in a
+        list), or a contrast vector / matrix with P columns.
+    rhs : array_like, optional
+        :math:`r` for a numeric contrast (default 0).
+
+    Returns
+    -------
+    WaldTest
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> test = wald_test(("a", "b"), np.array([1.0, 0.5]), np.eye(2) * 0.04, "a - b = 0")
+    >>> round(test.statistic, 6), test.df
+    (3.125, 1)
+    """
+    if isinstance(hypothesis, str) or (
+        isinstance(hypothesis, Sequence) and len(hypothesis) > 0
+        and isinstance(hypothesis[0], str)
+    ):
+        equations = hypothesis.split(";") if isinstance(hypothesis, str) else hypothesis
+        rows = [_parse_equation(str(eq), names) for eq in equations if str(eq).strip()]
+        if not rows:
+            raise ArgumentError("the hypothesis is empty")
+        contrast = np.array([row[0] for row in rows])
+        target = np.array([row[1] for row in rows])
+    else:
+        contrast = np.atleast_2d(np.asarray(hypothesis, dtype=np.float64))
+        if contrast.ndim != 2 or contrast.shape[1] != len(names):
+            raise ArgumentError(
+                f"a contrast needs {len(names)} columns (one per parameter {list(names)}), "
+                f"got shape {np.shape(hypothesis)}"
+            )
+        target = np.broadcast_to(
+            np.asarray(0.0 if rhs is None else rhs, dtype=np.float64), contrast.shape[:1]
+        ).copy()
+    if np.linalg.matrix_rank(contrast) < contrast.shape[0]:
+        raise ArgumentError("the hypotheses are linearly dependent or empty; drop some")
+    difference = contrast @ estimate - target
+    middle = contrast @ covariance @ contrast.T
+    try:
+        statistic = float(difference @ np.linalg.solve(middle, difference))
+    except np.linalg.LinAlgError:  # a singular information: no covariance to test with
+        statistic = float("nan")
+    df = int(contrast.shape[0])
+    return WaldTest(
+        statistic=statistic, df=df, p_value=float(stats.chi2.sf(statistic, df)),
+        contrast=pd.DataFrame(contrast, columns=list(names)), rhs=target,
+        difference=difference,
+    )
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
+
+
+def _wrap_call(arguments: list[str]) -> str:
+    lines = ["glmm("]
+    for i, argument in enumerate(arguments):
+        piece = argument + (", " if i < len(arguments) - 1 else ")")
+        if len(lines[-1]) + len(piece.rstrip()) > _WIDTH and lines[-1].strip() != "glmm(":
+            lines[-1] = lines[-1].rstrip()
+            lines.append("     ")
+        lines[-1] += piece
+    return "\n".join(lines)
