@@ -8,40 +8,35 @@ Carlo checks (ALGORITHM.md 6 and 12.3); ``to_json``/``from_json`` store a fit as
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import numbers
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy
-import scipy.linalg
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from .design import Design
-from .diagnostics import BOUNDARY_NU, ImportanceDiagnostics, diagnose
-from .errors import ArgumentError, ArgumentTypeError
-from .families import Family, get_family
+from .diagnostics import ImportanceDiagnostics, diagnose
+from .families import Family
+from .intervals import (
+    interval_alpha,
+    observed_covariance,
+    parameter_positions,
+    wald_intervals,
+    wald_table,
+)
 from .mcla import Evaluation
 from .optimize import TrustStep
 from .problem import Problem
+from .record import RECORD_FORMAT as RECORD_FORMAT
+from .record import RECORD_VERSION as RECORD_VERSION
+from .record import fit_attributes, fit_record, fit_values
 from .summary import Summary, WaldTest, wald_test
 
 FloatArray = NDArray[np.float64]
-
-#: ``format`` of the records written by :meth:`GLMMResults.to_dict`.
-RECORD_FORMAT = "pyglmm.GLMMResults"
-#: Version of that record layout (raise on incompatible changes).
-RECORD_VERSION = 1
-_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 @dataclass(frozen=True)
@@ -168,45 +163,11 @@ class GLMMResults:
         timings: dict[str, float],
     ) -> GLMMResults:
         """Assemble the results of a fit (used by :func:`pyglmm.glmm`)."""
-        p = design.n_fixed
-        p1, p2, p3 = settings["p"]
-        return cls(
-            beta=theta[:p].copy(),
-            nu=theta[p:].copy(),
-            loglike_value=evaluation.value,
-            loglike_gradient=evaluation.gradient,
-            loglike_hessian=evaluation.hessian,
-            trust_converged=rounds[-1].converged,
-            iterations=rounds[-1].iterations,
-            beta_pql=np.asarray(beta_pql, dtype=np.float64),
-            nu_pql=np.asarray(nu_pql, dtype=np.float64),
-            u_pql=np.asarray(u_pql, dtype=np.float64),
-            block_ess=evaluation.block_ess,
-            score_mc_covariance=evaluation.score_mc_covariance,
-            top_log_weights=evaluation.top_log_weights,
-            fixed_names=design.fixed_names,
-            varcomps_names=design.varcomps_names,
-            varcomps_equal=design.varcomps_equal,
-            fixed_formula=design.fixed_formula,
-            random_formulas=design.random_formulas,
-            family=family,
-            m=settings["m"],
-            n_draws=evaluation.n_draws,
-            rng_entropy=seed.entropy,
-            rng_spawn_key=tuple(seed.spawn_key),
-            p1=p1,
-            p2=p2,
-            p3=p3,
-            zeta=settings["zeta"],
-            blocks=settings["blocks"],
-            importance=settings["importance"],
-            recentre=settings["recentre"],
-            n_blocks=problem.blocks.n_blocks,
-            block_sizes=problem.blocks.block_sizes,
-            rounds=rounds,
-            timings=timings,
-            design=design,
-        )
+        return cls(**fit_attributes(
+            design=design, problem=problem, family=family, evaluation=evaluation,
+            theta=theta, rounds=rounds, beta_pql=beta_pql, nu_pql=nu_pql, u_pql=u_pql,
+            settings=settings, seed=seed, timings=timings,
+        ))
 
     # -- the design, as R's glmm returns it --------------------------------------------
     @property
@@ -256,25 +217,9 @@ class GLMMResults:
         >>> list(fit.tidy().columns)
         ['term', 'kind', 'estimate', 'se', 'mcse', 'z', 'p']
         """
-        covariance = self._covariance()
-        variances = np.diag(covariance)
-        se = np.sqrt(np.where(variances > 0, variances, np.nan))
-        se[self.beta.size :][self.nu < BOUNDARY_NU] = np.nan
-        mc_variances = np.diag(covariance @ self.score_mc_covariance @ covariance)
-        estimate = np.concatenate([self.beta, self.nu])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = estimate / se
-        two_sided = 2.0 * stats.norm.sf(np.abs(z))
-        is_fixed = np.arange(estimate.size) < self.beta.size
-        return pd.DataFrame({
-            "term": list(self.param_names),
-            "kind": np.where(is_fixed, "fixed", "varcomp"),
-            "estimate": estimate,
-            "se": se,
-            "mcse": np.sqrt(np.clip(mc_variances, 0.0, None)),
-            "z": z,
-            "p": np.where(is_fixed, two_sided, 0.5 * two_sided),
-        })
+        return wald_table(
+            self.param_names, self.beta, self.nu, self._covariance(), self.score_mc_covariance
+        )
 
     def _column(self, column: str, kind: str | None = None) -> pd.Series:
         table = self.tidy()
@@ -401,13 +346,8 @@ class GLMMResults:
         return float(np.linalg.eigvalsh(-self.loglike_hessian).min())
 
     def _covariance(self) -> FloatArray:
-        information = -np.asarray(self.loglike_hessian, dtype=np.float64)
-        try:
-            factor = scipy.linalg.cho_factor(information, lower=True)
-            inverse = scipy.linalg.cho_solve(factor, np.eye(information.shape[0]))
-        except np.linalg.LinAlgError:
-            inverse = _inverse(information)
-        return np.asarray(0.5 * (inverse + inverse.T), dtype=np.float64)
+        return observed_covariance(self.loglike_hessian)
+
 
     # -- intervals and tests -------------------------------------------------------------
     def confint(
@@ -448,57 +388,9 @@ class GLMMResults:
         >>> fit.confint(level=0.9, parm=["x1"]).columns.tolist()
         ['0.05', '0.95']
         """
-        if isinstance(level, bool) or not isinstance(level, numbers.Real):
-            raise ArgumentTypeError(f"level must be a number, not {type(level).__name__}")
-        if not 0.0 < float(level) < 1.0:
-            raise ArgumentError(
-                f"level must be strictly between 0 and 1 (e.g. 0.95), got {level!r}"
-            )
-        if method not in ("wald", "log"):
-            raise ArgumentError(f"method must be 'wald' or 'log', got {method!r}")
-        alpha = 1.0 - float(level)
-        quantile = stats.norm.ppf(1.0 - alpha / 2.0)
-        table = self.tidy().iloc[self._positions(parm)]
-        estimate, se = table["estimate"].to_numpy(), table["se"].to_numpy()
-        lower, upper = estimate - quantile * se, estimate + quantile * se
-        varcomp = (table["kind"] == "varcomp").to_numpy()
-        if method == "log":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                spread = np.exp(quantile * se / estimate)
-            lower = np.where(varcomp, estimate / spread, lower)
-            upper = np.where(varcomp, estimate * spread, upper)
-        else:
-            lower = np.where(varcomp, np.maximum(lower, 0.0), lower)
-        columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
-        return pd.DataFrame(
-            np.column_stack([lower, upper]), index=list(table["term"]), columns=columns
-        )
-
-    def _positions(self, parm: Any) -> list[int]:
-        names = list(self.param_names)
-        if parm is None:
-            return list(range(len(names)))
-        items = [parm] if isinstance(parm, str | numbers.Integral) else list(parm)
-        positions = []
-        for item in items:
-            if isinstance(item, str):
-                if item not in names:
-                    raise ArgumentError(f"unknown parameter {item!r}; the parameters are {names}")
-                if names.count(item) > 1:
-                    raise ArgumentError(f"{item!r} names several parameters; give positions")
-                positions.append(names.index(item))
-            elif isinstance(item, numbers.Integral) and not isinstance(item, bool):
-                if not 0 <= int(item) < len(names):
-                    raise ArgumentError(
-                        f"parameter position {item} is out of range: positions are 0-based, "
-                        f"from 0 to {len(names) - 1} ({names})"
-                    )
-                positions.append(int(item))
-            else:
-                raise ArgumentTypeError(
-                    f"parm must hold names or 0-based positions, not {type(item).__name__}"
-                )
-        return positions
+        alpha = interval_alpha(level, method)
+        table = self.tidy().iloc[parameter_positions(self.param_names, parm)]
+        return wald_intervals(table, alpha, method)
 
     def wald_test(
         self, hypothesis: str | Sequence[str] | ArrayLike, rhs: ArrayLike | None = None
@@ -607,20 +499,7 @@ class GLMMResults:
         >>> fit.to_dict()["estimates"]["beta"] == fit.beta.tolist()
         True
         """
-        record: dict[str, Any] = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
-                                  "versions": _versions()}
-        for section, names in _RECORD_LAYOUT:
-            record[section] = {name: getattr(self, name) for name in names}
-        record["model"]["family"] = self.family.name
-        record["model"]["link"] = self.family.link
-        record["run"]["rounds"] = [dataclasses.asdict(r) for r in self.rounds]
-        table = self.tidy()
-        record["inference"] = {
-            "names": self.param_names, "se": table["se"].to_numpy(),
-            "mcse": table["mcse"].to_numpy(), "vcov": self._covariance(),
-            "block_pareto_k": self.diagnostics().block_pareto_k,
-        }
-        return dict(_encode(record))
+        return fit_record(self)
 
     def to_json(self, indent: int | None = None) -> str:
         """The record of :meth:`to_dict` as strict JSON text.
@@ -646,20 +525,7 @@ class GLMMResults:
         >>> pg.GLMMResults.from_dict(fit.to_dict()).nu.tolist() == fit.nu.tolist()
         True
         """
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-            raise ArgumentError(f"not a {RECORD_FORMAT} record")
-        if record.get("format_version", 0) > RECORD_VERSION:
-            raise ArgumentError(
-                f"record format version {record['format_version']} is newer than this "
-                f"pyglmm reads ({RECORD_VERSION}); upgrade pyglmm"
-            )
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for section, names in _RECORD_LAYOUT:
-            stored = record[section] if section == "model" else _restore(record[section])
-            for name in names:
-                values[name] = _decode(types[name], stored[name])
-        return cls(**values)
+        return cls(**fit_values(cls, record, FitRound))
 
     @classmethod
     def from_json(cls, text: str) -> GLMMResults:
@@ -673,90 +539,3 @@ class GLMMResults:
         True
         """
         return cls.from_dict(json.loads(text))
-
-
-#: Sections of the record of :meth:`GLMMResults.to_dict` and the attributes in each.
-_RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("model", ("fixed_formula", "random_formulas", "family", "fixed_names",
-               "varcomps_names", "varcomps_equal")),
-    ("settings", ("m", "n_draws", "p1", "p2", "p3", "zeta", "blocks", "importance",
-                  "recentre", "rng_entropy", "rng_spawn_key")),
-    ("estimates", ("beta", "nu")),
-    ("loglike", ("loglike_value", "loglike_gradient", "loglike_hessian")),
-    ("convergence", ("trust_converged", "iterations")),
-    ("pql", ("beta_pql", "nu_pql", "u_pql")),
-    ("importance_sampling", ("n_blocks", "block_sizes", "block_ess",
-                             "score_mc_covariance", "top_log_weights")),
-    ("run", ("rounds", "timings")),
-)
-
-
-def _decode(kind: str, value: Any) -> Any:
-    """Rebuild an attribute of annotated type ``kind`` from its JSON value."""
-    if kind == "FloatArray":
-        return np.asarray(value, dtype=np.float64)
-    if kind.startswith("NDArray"):
-        return np.asarray(value, dtype=np.intp)
-    if kind == "Family":
-        return get_family(value)
-    if kind == "tuple[FitRound, ...]":
-        return tuple(_round_from_dict(r) for r in value)
-    if kind.startswith("tuple"):
-        return tuple(value)
-    scalar: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
-    return scalar[kind](value) if kind in scalar else value
-
-
-def _versions() -> dict[str, str]:
-    try:
-        ours = metadata.version("pyglmm")
-    except metadata.PackageNotFoundError:
-        ours = "unknown"
-    return {"pyglmm": ours, "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "pandas": pd.__version__}
-
-
-def _encode(value: Any) -> Any:
-    """Turn arrays, numpy scalars and non-finite floats into plain JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _encode(value.tolist())
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
-    return value
-
-
-def _restore(value: Any) -> Any:
-    """Inverse of :func:`_encode` for the non-finite floats."""
-    if isinstance(value, dict):
-        return {k: _restore(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore(v) for v in value]
-    return _SPECIAL.get(value, value) if isinstance(value, str) else value
-
-
-def _round_from_dict(data: dict[str, Any]) -> FitRound:
-    trace = tuple(
-        TrustStep(**(step | {"argument": np.asarray(step["argument"], dtype=np.float64),
-                             "trial": np.asarray(step["trial"], dtype=np.float64)}))
-        for step in data["trace"]
-    )
-    return FitRound(**(data | {"estimate": np.asarray(data["estimate"], dtype=np.float64),
-                               "trace": trace}))
-
-
-def _inverse(matrix: FloatArray) -> FloatArray:
-    try:
-        return np.asarray(np.linalg.inv(matrix), dtype=np.float64)
-    except np.linalg.LinAlgError:
-        return np.full_like(matrix, np.nan)

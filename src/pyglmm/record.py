@@ -1,0 +1,221 @@
+"""The record of a fit: its attributes gathered from a run, and its plain JSON form.
+
+:meth:`pyglmm.GLMMResults.from_fit` takes its attributes from :func:`fit_attributes`;
+:meth:`~pyglmm.GLMMResults.to_dict` writes :func:`fit_record` and
+:meth:`~pyglmm.GLMMResults.from_dict` reads it back with :func:`fit_values`. Vectors
+are lists, matrices lists of rows; NaN and infinities are the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"``, so the record is strict JSON and every float
+round-trips exactly. No pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import platform
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy
+from numpy.typing import NDArray
+
+from .errors import ArgumentError
+from .families import get_family
+from .intervals import observed_covariance
+from .optimize import TrustStep
+
+if TYPE_CHECKING:
+    from .design import Design
+    from .families import Family
+    from .mcla import Evaluation
+    from .problem import Problem
+    from .results import FitRound, GLMMResults
+
+FloatArray = NDArray[np.float64]
+
+#: ``format`` of the records written by :meth:`GLMMResults.to_dict`.
+RECORD_FORMAT = "pyglmm.GLMMResults"
+#: Version of that record layout (raise on incompatible changes).
+RECORD_VERSION = 1
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+#: Sections of the record of :meth:`GLMMResults.to_dict` and the attributes in each.
+RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("model", ("fixed_formula", "random_formulas", "family", "fixed_names",
+               "varcomps_names", "varcomps_equal")),
+    ("settings", ("m", "n_draws", "p1", "p2", "p3", "zeta", "blocks", "importance",
+                  "recentre", "rng_entropy", "rng_spawn_key")),
+    ("estimates", ("beta", "nu")),
+    ("loglike", ("loglike_value", "loglike_gradient", "loglike_hessian")),
+    ("convergence", ("trust_converged", "iterations")),
+    ("pql", ("beta_pql", "nu_pql", "u_pql")),
+    ("importance_sampling", ("n_blocks", "block_sizes", "block_ess",
+                             "score_mc_covariance", "top_log_weights")),
+    ("run", ("rounds", "timings")),
+)
+
+
+def fit_attributes(
+    *,
+    design: Design,
+    problem: Problem,
+    family: Family,
+    evaluation: Evaluation,
+    theta: FloatArray,
+    rounds: tuple[FitRound, ...],
+    beta_pql: FloatArray,
+    nu_pql: FloatArray,
+    u_pql: FloatArray,
+    settings: dict[str, Any],
+    seed: np.random.SeedSequence,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The attributes of :class:`GLMMResults` from the pieces of a fit (see ``from_fit``)."""
+    p = design.n_fixed
+    p1, p2, p3 = settings["p"]
+    return dict(
+        beta=theta[:p].copy(),
+        nu=theta[p:].copy(),
+        loglike_value=evaluation.value,
+        loglike_gradient=evaluation.gradient,
+        loglike_hessian=evaluation.hessian,
+        trust_converged=rounds[-1].converged,
+        iterations=rounds[-1].iterations,
+        beta_pql=np.asarray(beta_pql, dtype=np.float64),
+        nu_pql=np.asarray(nu_pql, dtype=np.float64),
+        u_pql=np.asarray(u_pql, dtype=np.float64),
+        block_ess=evaluation.block_ess,
+        score_mc_covariance=evaluation.score_mc_covariance,
+        top_log_weights=evaluation.top_log_weights,
+        fixed_names=design.fixed_names,
+        varcomps_names=design.varcomps_names,
+        varcomps_equal=design.varcomps_equal,
+        fixed_formula=design.fixed_formula,
+        random_formulas=design.random_formulas,
+        family=family,
+        m=settings["m"],
+        n_draws=evaluation.n_draws,
+        rng_entropy=seed.entropy,
+        rng_spawn_key=tuple(seed.spawn_key),
+        p1=p1,
+        p2=p2,
+        p3=p3,
+        zeta=settings["zeta"],
+        blocks=settings["blocks"],
+        importance=settings["importance"],
+        recentre=settings["recentre"],
+        n_blocks=problem.blocks.n_blocks,
+        block_sizes=problem.blocks.block_sizes,
+        rounds=rounds,
+        timings=timings,
+        design=design,
+    )
+
+
+def fit_record(fit: GLMMResults) -> dict[str, Any]:
+    """The record of :meth:`GLMMResults.to_dict` (which documents its layout)."""
+    record: dict[str, Any] = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
+                              "versions": versions()}
+    for section, names in RECORD_LAYOUT:
+        record[section] = {name: getattr(fit, name) for name in names}
+    record["model"]["family"] = fit.family.name
+    record["model"]["link"] = fit.family.link
+    record["run"]["rounds"] = [dataclasses.asdict(r) for r in fit.rounds]
+    table = fit.tidy()
+    record["inference"] = {
+        "names": fit.param_names, "se": table["se"].to_numpy(),
+        "mcse": table["mcse"].to_numpy(), "vcov": observed_covariance(fit.loglike_hessian),
+        "block_pareto_k": fit.diagnostics().block_pareto_k,
+    }
+    return dict(encode(record))
+
+
+def fit_values(
+    cls: type[GLMMResults], record: dict[str, Any], fit_round: type[FitRound]
+) -> dict[str, Any]:
+    """Check a record of :func:`fit_record`; return the attributes to rebuild ``cls``.
+
+    ``fit_round`` is the class of the sampling rounds (:class:`pyglmm.results.FitRound`).
+    """
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise ArgumentError(f"not a {RECORD_FORMAT} record")
+    if record.get("format_version", 0) > RECORD_VERSION:
+        raise ArgumentError(
+            f"record format version {record['format_version']} is newer than this "
+            f"pyglmm reads ({RECORD_VERSION}); upgrade pyglmm"
+        )
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for section, names in RECORD_LAYOUT:
+        stored = record[section] if section == "model" else restore(record[section])
+        for name in names:
+            values[name] = decode(types[name], stored[name], fit_round)
+    return values
+
+
+def decode(kind: str, value: Any, fit_round: type[FitRound]) -> Any:
+    """Rebuild an attribute of annotated type ``kind`` from its JSON value."""
+    if kind == "FloatArray":
+        return np.asarray(value, dtype=np.float64)
+    if kind.startswith("NDArray"):
+        return np.asarray(value, dtype=np.intp)
+    if kind == "Family":
+        return get_family(value)
+    if kind == "tuple[FitRound, ...]":
+        return tuple(_round_from_dict(r, fit_round) for r in value)
+    if kind.startswith("tuple"):
+        return tuple(value)
+    scalar: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+    return scalar[kind](value) if kind in scalar else value
+
+
+def versions() -> dict[str, str]:
+    """Versions of pyglmm, Python, numpy, scipy and pandas, for the record."""
+    try:
+        ours = metadata.version("pyglmm")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
+    return {"pyglmm": ours, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "pandas": pd.__version__}
+
+
+def encode(value: Any) -> Any:
+    """Turn arrays, numpy scalars and non-finite floats into plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return encode(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+        return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+    return value
+
+
+def restore(value: Any) -> Any:
+    """Inverse of :func:`encode` for the non-finite floats."""
+    if isinstance(value, dict):
+        return {k: restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore(v) for v in value]
+    return _SPECIAL.get(value, value) if isinstance(value, str) else value
+
+
+def _round_from_dict(data: dict[str, Any], fit_round: type[FitRound]) -> FitRound:
+    trace = tuple(
+        TrustStep(**(step | {"argument": np.asarray(step["argument"], dtype=np.float64),
+                             "trial": np.asarray(step["trial"], dtype=np.float64)}))
+        for step in data["trace"]
+    )
+    return fit_round(**(data | {"estimate": np.asarray(data["estimate"], dtype=np.float64),
+                                "trace": trace}))
