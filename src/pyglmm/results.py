@@ -8,6 +8,7 @@ Carlo checks (ALGORITHM.md 6 and 12.3); ``to_json``/``from_json`` store a fit as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -337,6 +338,10 @@ class GLMMResults:
         True
         """
         return float(self.loglike_value)
+
+    def names(self) -> list[str]:
+        """Names of the fields of the fitted object (R's ``names(fit)``)."""
+        return [f.name for f in dataclasses.fields(self)]
 
     def information_min_eigenvalue(self) -> float:
         """Smallest eigenvalue of the observed information ``-loglike_hessian``.
