@@ -10,10 +10,11 @@ draws use the inverse of the triangular Cholesky factor of each block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg import cho_solve, solve_triangular
 
 from .blocks import BlockStructure
 
@@ -40,6 +41,12 @@ def size_groups(blocks: BlockStructure) -> tuple[SizeGroup, ...]:
     return tuple(groups)
 
 
+#: Blocks of at most this many effects are handled as stacks with explicit triangular
+#: inverses (batched products); larger ones one by one with triangular solves, which
+#: cost ``d^2`` per right-hand side and never ``d^3`` beyond the factorisation itself.
+SMALL_BLOCK = 48
+
+
 @dataclass(frozen=True)
 class BlockCholesky:
     """Cholesky factors ``L_b`` (lower, ``P_b = L_b L_b^T``) of a block-diagonal SPD matrix.
@@ -49,16 +56,14 @@ class BlockCholesky:
     groups : tuple of SizeGroup
     factors : tuple of ndarray, shapes (G, d, d)
         The lower Cholesky factors, one stack per size group.
-    inverse_factors : tuple of ndarray, shapes (G, d, d)
-        ``L_b^{-1}``, used to draw ``x = L_b^{-T} z`` as the row vector ``z L_b^{-1}``.
     half_log_det : ndarray, shape (B,)
         ``sum_j log (L_b)_{jj}`` = half the log-determinant of each block.
     """
 
     groups: tuple[SizeGroup, ...]
     factors: tuple[FloatArray, ...]
-    inverse_factors: tuple[FloatArray, ...]
     half_log_det: FloatArray
+    _inverses: dict[int, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_blocks(
@@ -66,24 +71,35 @@ class BlockCholesky:
     ) -> BlockCholesky:
         """Factor stacked SPD block matrices (one (G, d, d) array per size group)."""
         factors: list[FloatArray] = []
-        inverses: list[FloatArray] = []
         half_log_det = np.zeros(n_blocks)
         for group, matrix in zip(groups, matrices, strict=True):
             factor: FloatArray = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
-            d = factor.shape[-1]
-            identity = np.broadcast_to(np.eye(d), factor.shape)
-            inverse: FloatArray = np.asarray(np.linalg.solve(factor, identity), np.float64)
             factors.append(factor)
-            inverses.append(np.tril(inverse))
             half_log_det[group.blocks] = np.log(np.diagonal(factor, axis1=1, axis2=2)).sum(1)
-        return cls(groups, tuple(factors), tuple(inverses), half_log_det)
+        return cls(groups, tuple(factors), half_log_det)
+
+    def inverse_factor(self, g: int) -> FloatArray:
+        """``L_b^{-1}`` for the blocks of small size group ``g`` (computed once)."""
+        if g not in self._inverses:
+            factor = self.factors[g]
+            identity = np.broadcast_to(np.eye(factor.shape[-1]), factor.shape)
+            self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
+        return self._inverses[g]
+
+    def _small(self, g: int) -> bool:
+        return self.factors[g].shape[-1] <= SMALL_BLOCK
 
     def draw_transform(self, z: FloatArray) -> FloatArray:
         """Map standard normal rows ``z`` (m, q) to rows with covariance ``P^{-1}``."""
         out = np.empty_like(z)
-        for group, inverse in zip(self.groups, self.inverse_factors, strict=True):
-            zg = np.moveaxis(z[:, group.index], 0, 1)  # (G, m, d)
-            out[:, group.index] = np.moveaxis(zg @ inverse, 0, 1)
+        for g, group in enumerate(self.groups):
+            if self._small(g):
+                zg = np.moveaxis(z[:, group.index], 0, 1)  # (G, m, d)
+                out[:, group.index] = np.moveaxis(zg @ self.inverse_factor(g), 0, 1)
+                continue
+            for factor, index in zip(self.factors[g], group.index, strict=True):
+                out[:, index] = solve_triangular(factor, z[:, index].T, lower=True,
+                                                 trans="T").T
         return out
 
     def quadratic_form(self, r: FloatArray, n_blocks: int) -> FloatArray:
@@ -97,12 +113,7 @@ class BlockCholesky:
 
     def solve(self, rhs: FloatArray) -> FloatArray:
         """Solve ``P x = rhs`` for a block-ordered q-vector."""
-        out = np.empty_like(rhs)
-        for group, inverse in zip(self.groups, self.inverse_factors, strict=True):
-            rg = rhs[group.index][..., None]  # (G, d, 1)
-            y = inverse @ rg  # L^{-1} r
-            out[group.index] = (np.swapaxes(inverse, 1, 2) @ y)[..., 0]
-        return out
+        return solve_columns(self, rhs[:, None])[:, 0]
 
 
 @dataclass(frozen=True)
@@ -174,7 +185,12 @@ class PrecisionLayout:
 def solve_columns(chol: BlockCholesky, rhs: FloatArray) -> FloatArray:
     """Solve ``P X = rhs`` for a block-ordered (q, r) matrix of right-hand sides."""
     out = np.empty_like(rhs)
-    for group, inverse in zip(chol.groups, chol.inverse_factors, strict=True):
-        rg = rhs[group.index]  # (G, d, r)
-        out[group.index] = np.swapaxes(inverse, 1, 2) @ (inverse @ rg)
+    for g, group in enumerate(chol.groups):
+        if chol.factors[g].shape[-1] <= SMALL_BLOCK:
+            inverse = chol.inverse_factor(g)
+            rg = rhs[group.index]  # (G, d, r)
+            out[group.index] = np.swapaxes(inverse, 1, 2) @ (inverse @ rg)
+            continue
+        for factor, index in zip(chol.factors[g], group.index, strict=True):
+            out[index] = cho_solve((factor, True), rhs[index])
     return out
