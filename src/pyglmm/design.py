@@ -173,17 +173,31 @@ class Design:
 
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for ``u`` of shape (..., q), a gather-and-add (shape (..., n))."""
-        out = np.take(u, self.z_columns[:, 0], axis=-1)
-        for k in range(1, self.z_columns.shape[1]):
-            out += np.take(u, self.z_columns[:, k], axis=-1)
-        return out
+        return z_gather(self.z_columns, u)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
         """Return ``Z^T r`` for an n-vector ``r`` (a scatter-add, shape (q,))."""
-        out = np.zeros(self.n_effects)
-        for k in range(self.z_columns.shape[1]):
-            np.add.at(out, self.z_columns[:, k], r)
-        return out
+        return zt_scatter(self.z_columns, r, self.n_effects)
+
+
+def z_gather(z_columns: IntArray, u: FloatArray) -> FloatArray:
+    """``Z u`` for the 0/1 design whose row i has ones in columns ``z_columns[i]``.
+
+    ``u`` has shape (..., q); the result (..., n). Each random formula contributes one
+    gather, so this costs K passes over an (..., n) array and never a matrix product.
+    """
+    out = np.take(u, z_columns[:, 0], axis=-1)
+    for k in range(1, z_columns.shape[1]):
+        out += np.take(u, z_columns[:, k], axis=-1)
+    return out
+
+
+def zt_scatter(z_columns: IntArray, r: FloatArray, n_effects: int) -> FloatArray:
+    """``Z^T r`` for an n-vector ``r`` and the design of :func:`z_gather`: a q-vector."""
+    out = np.zeros(n_effects)
+    for k in range(z_columns.shape[1]):
+        out += np.bincount(z_columns[:, k], weights=r, minlength=n_effects)
+    return out
 
 
 def _as_list(value: Any, name: str, example: str) -> list[Any]:

@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from .blocklinalg import PrecisionLayout, SizeGroup, size_groups
 from .blocks import BlockStructure, find_blocks
-from .design import Design
+from .design import Design, z_gather, zt_scatter
 from .families import Family
 
 FloatArray = NDArray[np.float64]
@@ -76,17 +76,11 @@ class Problem:
 
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for block-ordered ``u`` (..., q): shape (..., n) in block order."""
-        out = np.take(u, self.z_columns[:, 0], axis=-1)
-        for k in range(1, self.z_columns.shape[1]):
-            out += np.take(u, self.z_columns[:, k], axis=-1)
-        return out
+        return z_gather(self.z_columns, u)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
         """Return ``Z^T r`` for a block-ordered n-vector ``r``: a block-ordered q-vector."""
-        out = np.zeros(self.n_effects)
-        for k in range(self.z_columns.shape[1]):
-            out += np.bincount(self.z_columns[:, k], weights=r, minlength=self.n_effects)
-        return out
+        return zt_scatter(self.z_columns, r, self.n_effects)
 
     def precision(self, obs_weights: FloatArray, diagonal: FloatArray) -> tuple[FloatArray, ...]:
         """Blocks of ``Z^T diag(obs_weights) Z + diag(diagonal)``, stacked by size group."""
