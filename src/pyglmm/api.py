@@ -44,10 +44,12 @@ AUTO_ESS_FRACTION = 0.1
 #: ... and the round's maximum is a stationary point of its MCLA (Newton decrement,
 #: in units of squared standard errors, below this) ...
 AUTO_DECREMENT = 1e-3
-#: ... or this many pilot rounds have been done.
-AUTO_MAX_PILOTS = 8
+#: ... or this many pilot rounds have been done. In the measured cases (BENCHMARKS.md)
+#: every fit that settled did so by the second pilot; those that did not (one block of
+#: hundreds of effects) never did, so more pilots only cost time before the warning.
+AUTO_MAX_PILOTS = 4
 #: Final rounds (at ``m`` draws) are repeated, re-centred, until settled, at most this often.
-AUTO_MAX_FINALS = 3
+AUTO_MAX_FINALS = 2
 #: With ``recentre="auto"`` a point whose smallest block ESS is below this fraction of
 #: the round's draws is infeasible for the optimiser (see ``_CachingObjective``).
 AUTO_ESS_GATE = 0.02
@@ -126,7 +128,9 @@ def glmm(
         a fresh sample drawn from a proposal rebuilt at the previous round's estimate
         (Geyer 1994); the last round uses ``m`` draws. ``"auto"`` runs pilot rounds
         until the smallest per-block ESS at a pilot's estimate is at least 10% of its
-        draws (at most 6 pilots); ``0`` samples once, from the PQL centre, as R does.
+        draws and the estimate is a stationary point of the pilot's MCLA (at most 4
+        pilots, then at most 2 final rounds); ``0`` samples once, from the centre, as
+        R does.
     pilot_m : int
         Sample size of every pilot round (at most ``m``).
     shift : bool
