@@ -217,108 +217,107 @@ def _fit(
 ) -> GLMMResults:
     """The fit proper: centre, sampling rounds, results (see :func:`glmm`)."""
     n_fixed = design.n_fixed
-    if True:
-        t0 = time.perf_counter()
-        problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
-        if theta_init is not None:
-            beta_pql, nu_pql = theta_init[:n_fixed], theta_init[n_fixed:]
-            variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
-            u_pql = np.zeros(problem.n_effects)
-        elif do_pql:
-            pql = pql_centre(problem)
-            beta_pql, nu_pql, variances, u_pql = pql.beta, pql.nu, pql.variances, pql.u
-        else:
-            beta_pql = np.zeros(n_fixed)
-            nu_pql = np.ones(design.n_components)
-            variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
-        theta = np.concatenate([beta_pql, variances])
-        laplace: LaplaceFit | None = None
-        if settings["importance"] == "laplace" and theta_init is None:
-            # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
-            laplace = laplace_fit(problem, beta_pql, variances)
-            theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
-        timings = {"design_pql": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
+    if theta_init is not None:
+        beta_pql, nu_pql = theta_init[:n_fixed], theta_init[n_fixed:]
+        variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
+        u_pql = np.zeros(problem.n_effects)
+    elif do_pql:
+        pql = pql_centre(problem)
+        beta_pql, nu_pql, variances, u_pql = pql.beta, pql.nu, pql.variances, pql.u
+    else:
+        beta_pql = np.zeros(n_fixed)
+        nu_pql = np.ones(design.n_components)
+        variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
+    theta = np.concatenate([beta_pql, variances])
+    laplace: LaplaceFit | None = None
+    if settings["importance"] == "laplace" and theta_init is None:
+        # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
+        laplace = laplace_fit(problem, beta_pql, variances)
+        theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
+    timings = {"design_pql": time.perf_counter() - t0}
 
-        size = settings["chunk_size"] or default_chunk_size(design.n_obs)
-        rounds: list[FitRound] = []
-        mode: FloatArray | None = None
-        final_eval: Evaluation | None = None
-        auto = settings["recentre"] < 0
-        n_pilots = AUTO_MAX_PILOTS if auto else settings["recentre"]
-        n_finals = AUTO_MAX_FINALS if auto else 1
-        r = 0
-        pilots_done = finals_done = 0
-        while True:
-            final = pilots_done >= n_pilots
-            m_round = settings["m"] if final else min(settings["m"], settings["pilot_m"])
-            t_sample = time.perf_counter()
-            beta_c = theta[:n_fixed]
-            nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
-            theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
-            sampler: ImportanceSampler
-            shift: EffectShift | None = None
-            if settings["importance"] == "laplace":
-                sampler, mode, slope = laplace_t(
-                    problem, beta_c, nu_c, settings["zeta"], start=mode
-                )
-                if settings["shift"]:
-                    shift = EffectShift.build(problem, slope, beta_c)
-            elif r == 0:
-                sampler = glmm_mixture(
-                    problem, beta_pql, variances, u_pql, settings["p"], settings["zeta"]
-                )
-            else:
-                mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
-                sampler = glmm_mixture(
-                    problem, beta_c, nu_c, mode, settings["p"], settings["zeta"]
-                )
-            sizes = chunk_sizes(m_round, size)
-            store = ChunkStore(
-                problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes, shift=shift
+    size = settings["chunk_size"] or default_chunk_size(design.n_obs)
+    rounds: list[FitRound] = []
+    mode: FloatArray | None = None
+    final_eval: Evaluation | None = None
+    auto = settings["recentre"] < 0
+    n_pilots = AUTO_MAX_PILOTS if auto else settings["recentre"]
+    n_finals = AUTO_MAX_FINALS if auto else 1
+    r = 0
+    pilots_done = finals_done = 0
+    while True:
+        final = pilots_done >= n_pilots
+        m_round = settings["m"] if final else min(settings["m"], settings["pilot_m"])
+        t_sample = time.perf_counter()
+        beta_c = theta[:n_fixed]
+        nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
+        theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
+        sampler: ImportanceSampler
+        shift: EffectShift | None = None
+        if settings["importance"] == "laplace":
+            sampler, mode, slope = laplace_t(
+                problem, beta_c, nu_c, settings["zeta"], start=mode
             )
-            objective = _CachingObjective(
-                MCLAObjective(problem, store, sizes, shift=shift),
-                ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0,
-                start=theta,
+            if settings["shift"]:
+                shift = EffectShift.build(problem, slope, beta_c)
+        elif r == 0:
+            sampler = glmm_mixture(
+                problem, beta_pql, variances, u_pql, settings["p"], settings["zeta"]
             )
-            t_opt = time.perf_counter()
-            callback = _progress_printer(r, final) if progress else None
-            try:
-                result = trust_maximize(
-                    objective, theta, rinit=10.0, rmax=settings["rmax"],
-                    iterlim=settings["iterlim"], callback=callback,
-                )
-            except ValueError as exc:
-                raise ConvergenceError(
-                    f"the Monte Carlo likelihood is not finite at the start {theta.tolist()}; "
-                    "give par_init with positive variance components"
-                ) from exc
-            theta = result.argument
-            final_eval = objective.evaluation_at(theta)
-            min_ess = float(final_eval.block_ess.min())
-            settled = _newton_decrement(final_eval) < AUTO_DECREMENT and (
-                min_ess >= AUTO_ESS_FRACTION * m_round
+        else:
+            mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
+            sampler = glmm_mixture(
+                problem, beta_c, nu_c, mode, settings["p"], settings["zeta"]
             )
-            rounds.append(FitRound(
-                sampler=sampler.kind, m=m_round, converged=result.converged,
-                iterations=result.iterations, n_evaluations=objective.inner.n_evaluations,
-                estimate=theta.copy(), value=result.value, min_ess=min_ess, settled=settled,
-                seconds_sampling=t_opt - t_sample,
-                seconds_optimising=time.perf_counter() - t_opt,
-                trace=result.trace,
-            ))
-            r += 1
-            if final:
-                finals_done += 1
-                if settled or finals_done >= n_finals:
-                    break
-            else:
-                pilots_done += 1
-                if auto and settled:
-                    pilots_done = n_pilots  # the proposal fits near the estimate
-        assert final_eval is not None
-        timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
-        timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
+        sizes = chunk_sizes(m_round, size)
+        store = ChunkStore(
+            problem, sampler, chunk_seeds(seed, r, len(sizes)), sizes, shift=shift
+        )
+        objective = _CachingObjective(
+            MCLAObjective(problem, store, sizes, shift=shift),
+            ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0,
+            start=theta,
+        )
+        t_opt = time.perf_counter()
+        callback = _progress_printer(r, final) if progress else None
+        try:
+            result = trust_maximize(
+                objective, theta, rinit=10.0, rmax=settings["rmax"],
+                iterlim=settings["iterlim"], callback=callback,
+            )
+        except ValueError as exc:
+            raise ConvergenceError(
+                f"the Monte Carlo likelihood is not finite at the start {theta.tolist()}; "
+                "give par_init with positive variance components"
+            ) from exc
+        theta = result.argument
+        final_eval = objective.evaluation_at(theta)
+        min_ess = float(final_eval.block_ess.min())
+        settled = _newton_decrement(final_eval) < AUTO_DECREMENT and (
+            min_ess >= AUTO_ESS_FRACTION * m_round
+        )
+        rounds.append(FitRound(
+            sampler=sampler.kind, m=m_round, converged=result.converged,
+            iterations=result.iterations, n_evaluations=objective.inner.n_evaluations,
+            estimate=theta.copy(), value=result.value, min_ess=min_ess, settled=settled,
+            seconds_sampling=t_opt - t_sample,
+            seconds_optimising=time.perf_counter() - t_opt,
+            trace=result.trace,
+        ))
+        r += 1
+        if final:
+            finals_done += 1
+            if settled or finals_done >= n_finals:
+                break
+        else:
+            pilots_done += 1
+            if auto and settled:
+                pilots_done = n_pilots  # the proposal fits near the estimate
+    assert final_eval is not None
+    timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
+    timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
 
     return GLMMResults.from_fit(
         design=design, problem=problem, family=fam, evaluation=final_eval,
