@@ -46,3 +46,19 @@ def test_custom_family_subclass_uses_numpy_path():
             np.zeros(n, dtype=np.intp), np.array([0], dtype=np.intp))
     loglik, _, _ = fused_pass(Shifted(), *args)
     assert loglik[0, 0] == pytest.approx(-n * np.log1p(np.exp(-1.0)))
+
+
+def test_fit_is_identical_whatever_the_number_of_kernel_threads(booth_hobert):
+    """Each draw is reduced by one thread in a fixed order: threads change no bit."""
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        fits = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            fits.append(pg.glmm("y ~ 0 + x1", "~ 0 + z1", booth_hobert, m=1_500, rng=11))
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(fits[0].params().to_numpy(), fits[1].params().to_numpy())
+    assert np.array_equal(fits[0].loglike_hessian, fits[1].loglike_hessian)
