@@ -23,7 +23,7 @@ from .errors import (
 )
 from .families import Family, get_family
 from .importance import ImportanceSampler, conditional_mode, glmm_mixture, laplace_t
-from .laplace import LaplaceFit, laplace_fit
+from .laplace import laplace_fit
 from .mcla import EffectShift, Evaluation, MCLAObjective
 from .optimize import TrustStep, trust_maximize
 from .parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
@@ -231,7 +231,6 @@ def _fit(
         nu_pql = np.ones(design.n_components)
         variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
     theta = np.concatenate([beta_pql, variances])
-    laplace: LaplaceFit | None = None
     if settings["importance"] == "laplace" and theta_init is None:
         # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
         laplace = laplace_fit(problem, beta_pql, variances)
@@ -342,7 +341,6 @@ class _CachingObjective:
     ) -> None:
         self.inner = inner
         self.ess_floor = ess_floor
-        self.gate_hit = False
         self._start = None if start is None else np.asarray(start, np.float64).tobytes()
         self._last: tuple[bytes, Evaluation] | None = None
 
@@ -359,7 +357,6 @@ class _CachingObjective:
         at_start = np.asarray(theta, np.float64).tobytes() == self._start
         gated = np.isfinite(ev.value) and float(ev.block_ess.min()) < self.ess_floor
         if gated and not at_start:
-            self.gate_hit = True
             return -np.inf, ev.gradient, ev.hessian
         return ev.value, ev.gradient, ev.hessian
 

@@ -201,7 +201,6 @@ class _BlockReducer:
         self.n_blocks = blocks.n_blocks
         self.obs_block = blocks.obs_block
         self.bounds = np.append(blocks.obs_starts, problem.y.size)
-        self.x = problem.x
         self.few = self.n_blocks <= 32
 
     def weighted_column_sums(self, weights: FloatArray, values: FloatArray) -> FloatArray:
@@ -227,9 +226,6 @@ class MCLAObjective:
         (bounded memory) or return a cached one.
     chunk_sizes : sequence of int
         Number of rows in each chunk; their sum is the sample size ``m``.
-    record_map : callable, optional
-        ``record_map(function, chunk_ids)`` applies ``function`` to every chunk id and
-        returns the records in chunk order (the parallel backend); serial by default.
     """
 
     def __init__(
@@ -237,7 +233,6 @@ class MCLAObjective:
         problem: Problem,
         chunk_source: Callable[[int], ChunkSample],
         chunk_sizes: Iterable[int],
-        record_map: Callable[..., list[ChunkRecord]] | None = None,
         shift: EffectShift | None = None,
     ) -> None:
         self.problem = problem
@@ -246,7 +241,6 @@ class MCLAObjective:
         self.chunk_sizes = tuple(int(s) for s in chunk_sizes)
         self.n_draws = sum(self.chunk_sizes)
         self.n_top = max(tail_size(self.n_draws), 1)
-        self.record_map = record_map
         self._reducer = _BlockReducer(problem)
         counts = problem.blocks.component_counts.astype(np.float64)  # (B, T)
         self._counts = counts
@@ -310,12 +304,6 @@ class MCLAObjective:
             else np.einsum("kb,kbtp->bpt", weight, prior_grad),
         )
 
-    def _record_of(self, theta: FloatArray) -> Callable[[int], ChunkRecord]:
-        def compute(j: int) -> ChunkRecord:
-            return self.chunk_record(self.chunk_source(j), theta)
-
-        return compute
-
     # -- merging ---------------------------------------------------------------------
     def merge(self, first: ChunkRecord, second: ChunkRecord) -> ChunkRecord:
         """Merge two records into the record of their union (associative)."""
@@ -357,12 +345,13 @@ class MCLAObjective:
 
     # -- the objective -----------------------------------------------------------------
     def records(self, theta: FloatArray) -> list[ChunkRecord]:
-        """Return the record of every chunk at ``theta``, in chunk order."""
-        compute = self._record_of(theta)
-        ids = range(len(self.chunk_sizes))
-        if self.record_map is None:
-            return [compute(j) for j in ids]
-        return self.record_map(self, theta, list(ids))
+        """Return the record of every chunk at ``theta``, in chunk order.
+
+        Chunks are independent given ``theta``; a parallel backend would compute these
+        records where the chunks live and merge them in this same order.
+        """
+        return [self.chunk_record(self.chunk_source(j), theta)
+                for j in range(len(self.chunk_sizes))]
 
     def evaluate(self, theta: FloatArray) -> Evaluation:
         """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, nu)``.
