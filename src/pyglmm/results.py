@@ -29,9 +29,7 @@ from .intervals import (
     wald_intervals,
     wald_table,
 )
-from .mcla import Evaluation
 from .optimize import TrustStep
-from .problem import Problem
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
 from .record import fit_attributes, fit_record, fit_values
@@ -147,28 +145,14 @@ class GLMMResults:
 
     # -- construction ----------------------------------------------------------------
     @classmethod
-    def from_fit(
-        cls,
-        *,
-        design: Design,
-        problem: Problem,
-        family: Family,
-        evaluation: Evaluation,
-        theta: FloatArray,
-        rounds: tuple[FitRound, ...],
-        beta_pql: FloatArray,
-        nu_pql: FloatArray,
-        u_pql: FloatArray,
-        settings: dict[str, Any],
-        seed: np.random.SeedSequence,
-        timings: dict[str, float],
-    ) -> GLMMResults:
-        """Assemble the results of a fit (used by :func:`pyglmm.glmm`)."""
-        return cls(**fit_attributes(
-            design=design, problem=problem, family=family, evaluation=evaluation,
-            theta=theta, rounds=rounds, beta_pql=beta_pql, nu_pql=nu_pql, u_pql=u_pql,
-            settings=settings, seed=seed, timings=timings,
-        ))
+    def from_fit(cls, **pieces: Any) -> GLMMResults:
+        """Assemble the results of a fit (used by :func:`pyglmm.glmm`).
+
+        The keyword arguments are those of :func:`pyglmm.record.fit_attributes`
+        (design, problem, family, evaluation, theta, rounds, PQL centre, settings,
+        seed, timings).
+        """
+        return cls(**fit_attributes(**pieces))
 
     # -- the design, as R's glmm returns it --------------------------------------------
     @property
