@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from scipy.linalg import cho_solve, solve_triangular
 
 from .blocks import BlockStructure
+from .crossed import CROSSED_MIN_SIZE, CrossedFactor, CrossedLayout, CrossedMatrix
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -30,21 +31,51 @@ class SizeGroup:
     index: IntArray  # (G, d) block-order effect positions
 
 
-def size_groups(blocks: BlockStructure) -> tuple[SizeGroup, ...]:
-    """Group the blocks by their number of random effects."""
+def size_groups(blocks: BlockStructure, alone: IntArray | None = None) -> tuple[SizeGroup, ...]:
+    """Group the blocks by their number of random effects.
+
+    Blocks listed in ``alone`` get a group of their own each (after the others).
+    """
     sizes = blocks.block_sizes
+    single = np.zeros(blocks.n_blocks, dtype=bool)
+    if alone is not None:
+        single[alone] = True
     groups = []
-    for d in np.unique(sizes):
-        ids = np.flatnonzero(sizes == d).astype(np.intp)
+    for d in np.unique(sizes[~single]):
+        ids = np.flatnonzero((sizes == d) & ~single).astype(np.intp)
         index = blocks.effect_starts[ids][:, None] + np.arange(d)[None, :]
         groups.append(SizeGroup(ids, index.astype(np.intp)))
+    for b in np.flatnonzero(single):
+        index = blocks.effect_starts[b] + np.arange(sizes[b])[None, :]
+        groups.append(SizeGroup(np.array([b], dtype=np.intp), index.astype(np.intp)))
     return tuple(groups)
+
+
+def crossed_layouts(
+    blocks: BlockStructure, z_columns: IntArray, min_size: int = CROSSED_MIN_SIZE
+) -> dict[int, CrossedLayout]:
+    """Layouts of the blocks of at least ``min_size`` effects that have a pivot set."""
+    out: dict[int, CrossedLayout] = {}
+    sizes = blocks.block_sizes
+    ends = np.append(blocks.obs_starts[1:], blocks.obs_block.size)
+    for b in np.flatnonzero(sizes >= min_size):
+        index = blocks.effect_starts[b] + np.arange(sizes[b])
+        obs = np.arange(blocks.obs_starts[b], ends[b])
+        layout = CrossedLayout.build(int(b), index, obs, z_columns)
+        if layout is not None:
+            out[int(b)] = layout
+    return out
 
 
 #: Blocks of at most this many effects are handled as stacks with explicit triangular
 #: inverses (batched products); larger ones one by one with triangular solves, which
 #: cost ``d^2`` per right-hand side and never ``d^3`` beyond the factorisation itself.
 SMALL_BLOCK = 48
+
+
+#: A stack of dense blocks (G, d, d), or one large crossed block.
+BlockMatrices = FloatArray | CrossedMatrix
+BlockFactor = FloatArray | CrossedFactor
 
 
 @dataclass(frozen=True)
@@ -54,25 +85,31 @@ class BlockCholesky:
     Attributes
     ----------
     groups : tuple of SizeGroup
-    factors : tuple of ndarray, shapes (G, d, d)
-        The lower Cholesky factors, one stack per size group.
+    factors : tuple
+        Per size group, the lower Cholesky factors as a (G, d, d) array, or for a
+        large crossed block a :class:`~pyglmm.crossed.CrossedFactor` (Schur complement).
     half_log_det : ndarray, shape (B,)
         ``sum_j log (L_b)_{jj}`` = half the log-determinant of each block.
     """
 
     groups: tuple[SizeGroup, ...]
-    factors: tuple[FloatArray, ...]
+    factors: tuple[BlockFactor, ...]
     half_log_det: FloatArray
     _inverses: dict[int, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_blocks(
-        cls, groups: tuple[SizeGroup, ...], matrices: tuple[FloatArray, ...], n_blocks: int
+        cls, groups: tuple[SizeGroup, ...], matrices: tuple[BlockMatrices, ...], n_blocks: int
     ) -> BlockCholesky:
-        """Factor stacked SPD block matrices (one (G, d, d) array per size group)."""
-        factors: list[FloatArray] = []
+        """Factor stacked SPD block matrices (as :meth:`PrecisionLayout.assemble` gives)."""
+        factors: list[BlockFactor] = []
         half_log_det = np.zeros(n_blocks)
         for group, matrix in zip(groups, matrices, strict=True):
+            if isinstance(matrix, CrossedMatrix):
+                crossed = matrix.factor()
+                factors.append(crossed)
+                half_log_det[group.blocks] = crossed.half_log_det
+                continue
             factor: FloatArray = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
             factors.append(factor)
             half_log_det[group.blocks] = np.log(np.diagonal(factor, axis1=1, axis2=2)).sum(1)
@@ -82,33 +119,43 @@ class BlockCholesky:
         """``L_b^{-1}`` for the blocks of small size group ``g`` (computed once)."""
         if g not in self._inverses:
             factor = self.factors[g]
+            assert isinstance(factor, np.ndarray)
             identity = np.broadcast_to(np.eye(factor.shape[-1]), factor.shape)
             self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
         return self._inverses[g]
 
     def _small(self, g: int) -> bool:
-        return self.factors[g].shape[-1] <= SMALL_BLOCK
+        factor = self.factors[g]
+        return isinstance(factor, np.ndarray) and factor.shape[-1] <= SMALL_BLOCK
 
     def draw_transform(self, z: FloatArray) -> FloatArray:
         """Map standard normal rows ``z`` (m, q) to rows with covariance ``P^{-1}``."""
         out = np.empty_like(z)
         for g, group in enumerate(self.groups):
-            if self._small(g):
+            factors = self.factors[g]
+            if isinstance(factors, CrossedFactor):
+                index = group.index[0]
+                out[:, index] = factors.solve_transposed(z[:, index].T).T
+            elif self._small(g):
                 zg = np.moveaxis(z[:, group.index], 0, 1)  # (G, m, d)
                 out[:, group.index] = np.moveaxis(zg @ self.inverse_factor(g), 0, 1)
-                continue
-            for factor, index in zip(self.factors[g], group.index, strict=True):
-                out[:, index] = solve_triangular(factor, z[:, index].T, lower=True,
-                                                 trans="T").T
+            else:
+                for factor, index in zip(factors, group.index, strict=True):
+                    out[:, index] = solve_triangular(factor, z[:, index].T, lower=True,
+                                                     trans="T").T
         return out
 
     def quadratic_form(self, r: FloatArray, n_blocks: int) -> FloatArray:
         """Return ``r_b^T P_b r_b`` for rows ``r`` (m, q): shape (m, B)."""
         out = np.zeros((r.shape[0], n_blocks))
         for group, factor in zip(self.groups, self.factors, strict=True):
+            if isinstance(factor, CrossedFactor):
+                s = factor.transposed_times(r[:, group.index[0]].T)  # (d, m)
+                out[:, group.blocks[0]] = np.einsum("dm,dm->m", s, s)
+                continue
             rg = np.moveaxis(r[:, group.index], 0, 1)  # (G, m, d)
-            s = rg @ factor  # rows of (L^T r)^T
-            out[:, group.blocks] = np.einsum("gmd,gmd->mg", s, s)
+            t = rg @ factor  # rows of (L^T r)^T
+            out[:, group.blocks] = np.einsum("gmd,gmd->mg", t, t)
         return out
 
     def solve(self, rhs: FloatArray) -> FloatArray:
@@ -120,7 +167,8 @@ class BlockCholesky:
 class PrecisionLayout:
     """Where each observation's ``Z^T diag(w) Z`` contributions land in the block stacks.
 
-    Built once per design; :meth:`assemble` is then one ``bincount`` per size group.
+    Built once per design; :meth:`assemble` is then one ``bincount`` per size group
+    (large crossed blocks: a :class:`~pyglmm.crossed.CrossedLayout` each).
     """
 
     groups: tuple[SizeGroup, ...]
@@ -128,12 +176,22 @@ class PrecisionLayout:
     entry_flat: tuple[IntArray, ...]  # per group: flat index into the (G, d, d) stack
     diag_flat: tuple[IntArray, ...]  # per group: flat indices of the diagonals
     diag_effect: tuple[IntArray, ...]  # per group: block-order effect of each diagonal
+    crossed: tuple[CrossedLayout | None, ...] = ()  # per group (empty: none)
 
     @classmethod
     def build(
-        cls, groups: tuple[SizeGroup, ...], blocks: BlockStructure, z_columns: IntArray
+        cls,
+        groups: tuple[SizeGroup, ...],
+        blocks: BlockStructure,
+        z_columns: IntArray,
+        crossed: dict[int, CrossedLayout] | None = None,
     ) -> PrecisionLayout:
-        """Precompute the layout for a block-ordered ``z_columns`` (n, K)."""
+        """Precompute the layout for a block-ordered ``z_columns`` (n, K).
+
+        ``crossed`` maps block ids to their layouts; each such block must be alone in
+        its size group (:func:`size_groups` with ``alone``).
+        """
+        crossed = crossed or {}
         position = np.empty(blocks.n_blocks, dtype=np.intp)
         group_of = np.empty(blocks.n_blocks, dtype=np.intp)
         for g, group in enumerate(groups):
@@ -142,7 +200,17 @@ class PrecisionLayout:
         obs_group = group_of[blocks.obs_block]
         n_formulas = z_columns.shape[1]
         entry_obs, entry_flat, diag_flat, diag_effect = [], [], [], []
+        group_crossed: list[CrossedLayout | None] = []
+        empty = np.zeros(0, dtype=np.intp)
         for g, group in enumerate(groups):
+            layout = crossed.get(int(group.blocks[0])) if group.blocks.size == 1 else None
+            group_crossed.append(layout)
+            if layout is not None:
+                entry_obs.append(empty)
+                entry_flat.append(empty)
+                diag_flat.append(empty)
+                diag_effect.append(empty)
+                continue
             d = group.index.shape[1]
             rows = np.flatnonzero(obs_group == g)
             pos = position[blocks.obs_block[rows]]
@@ -158,10 +226,12 @@ class PrecisionLayout:
             diag_flat.append(((block_pos * d + np.arange(d)) * d + np.arange(d)).ravel())
             diag_effect.append(group.index.ravel())
         return cls(groups, tuple(entry_obs), tuple(entry_flat), tuple(diag_flat),
-                   tuple(diag_effect))
+                   tuple(diag_effect), tuple(group_crossed))
 
-    def assemble(self, obs_weights: FloatArray, diagonal: FloatArray) -> tuple[FloatArray, ...]:
-        """Return ``Z_b^T diag(obs_weights) Z_b + diag(diagonal)`` stacked by size group.
+    def assemble(
+        self, obs_weights: FloatArray, diagonal: FloatArray, scale: FloatArray | None = None
+    ) -> tuple[BlockMatrices, ...]:
+        """Return ``S Z_b^T diag(obs_weights) Z_b S + diag(diagonal)`` by size group.
 
         Parameters
         ----------
@@ -169,16 +239,32 @@ class PrecisionLayout:
             Weights of the observations, in block order.
         diagonal : ndarray, shape (q,)
             Added to the diagonal (block order).
+        scale : ndarray, shape (q,), optional
+            The diagonal of ``S`` (block order); None means the identity.
+
+        Returns
+        -------
+        tuple
+            Per size group a (G, d, d) stack, or a :class:`~pyglmm.crossed.CrossedMatrix`
+            for a large crossed block.
         """
-        out: list[FloatArray] = []
+        out: list[BlockMatrices] = []
         for g, group in enumerate(self.groups):
+            layout = self.crossed[g] if self.crossed else None
+            if layout is not None:
+                out.append(layout.assemble(obs_weights, diagonal, scale))
+                continue
             n_group, d = group.index.shape
             flat: FloatArray = np.bincount(
                 self.entry_flat[g], weights=obs_weights[self.entry_obs[g]],
                 minlength=n_group * d * d,
             ).astype(np.float64, copy=False)
+            stack = flat.reshape(n_group, d, d)
+            if scale is not None:
+                sc = scale[group.index]  # (G, d)
+                stack *= sc[:, :, None] * sc[:, None, :]
             flat[self.diag_flat[g]] += diagonal[self.diag_effect[g]]
-            out.append(flat.reshape(n_group, d, d))
+            out.append(stack)
         return tuple(out)
 
 
@@ -186,11 +272,14 @@ def solve_columns(chol: BlockCholesky, rhs: FloatArray) -> FloatArray:
     """Solve ``P X = rhs`` for a block-ordered (q, r) matrix of right-hand sides."""
     out = np.empty_like(rhs)
     for g, group in enumerate(chol.groups):
-        if chol.factors[g].shape[-1] <= SMALL_BLOCK:
+        factors = chol.factors[g]
+        if isinstance(factors, CrossedFactor):
+            out[group.index[0]] = factors.solve(rhs[group.index[0]])
+        elif chol._small(g):
             inverse = chol.inverse_factor(g)
             rg = rhs[group.index]  # (G, d, r)
             out[group.index] = np.swapaxes(inverse, 1, 2) @ (inverse @ rg)
-            continue
-        for factor, index in zip(chol.factors[g], group.index, strict=True):
-            out[index] = cho_solve((factor, True), rhs[index])
+        else:
+            for factor, index in zip(factors, group.index, strict=True):
+                out[index] = cho_solve((factor, True), rhs[index])
     return out

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .blocklinalg import PrecisionLayout, SizeGroup, size_groups
+from .blocklinalg import BlockMatrices, PrecisionLayout, SizeGroup, crossed_layouts, size_groups
 from .blocks import BlockStructure, find_blocks
+from .crossed import CROSSED_MIN_SIZE
 from .design import Design, z_gather, zt_scatter
 from .families import Family
 
@@ -37,14 +38,25 @@ class Problem:
     layout: PrecisionLayout
 
     @classmethod
-    def build(cls, design: Design, family: Family, joint: bool = False) -> Problem:
-        """Permute ``design`` into block order (one block if ``joint``)."""
+    def build(
+        cls,
+        design: Design,
+        family: Family,
+        joint: bool = False,
+        crossed_min_size: int = CROSSED_MIN_SIZE,
+    ) -> Problem:
+        """Permute ``design`` into block order (one block if ``joint``).
+
+        Blocks of at least ``crossed_min_size`` crossed effects are factored by a Schur
+        complement (:mod:`pyglmm.crossed`); the others densely.
+        """
         blocks = find_blocks(design, joint=joint)
         inverse_effect = np.empty_like(blocks.effect_order)
         inverse_effect[blocks.effect_order] = np.arange(blocks.effect_order.size)
         rows = blocks.obs_order
-        groups = size_groups(blocks)
         z_columns = inverse_effect[design.z_columns[rows]]
+        crossed = crossed_layouts(blocks, z_columns, crossed_min_size)
+        groups = size_groups(blocks, alone=np.array(sorted(crossed), dtype=np.intp))
         return cls(
             design=design,
             family=family,
@@ -56,7 +68,7 @@ class Problem:
             z_columns=z_columns,
             effect_component=design.effect_component[blocks.effect_order],
             loglik_constant=family.loglik_constant(design.y, design.trials),
-            layout=PrecisionLayout.build(groups, blocks, z_columns),
+            layout=PrecisionLayout.build(groups, blocks, z_columns, crossed),
         )
 
     @property
@@ -82,9 +94,14 @@ class Problem:
         """Return ``Z^T r`` for a block-ordered n-vector ``r``: a block-ordered q-vector."""
         return zt_scatter(self.z_columns, r, self.n_effects)
 
-    def precision(self, obs_weights: FloatArray, diagonal: FloatArray) -> tuple[FloatArray, ...]:
-        """Blocks of ``Z^T diag(obs_weights) Z + diag(diagonal)``, stacked by size group."""
-        return self.layout.assemble(obs_weights, diagonal)
+    def precision(
+        self, obs_weights: FloatArray, diagonal: FloatArray, scale: FloatArray | None = None
+    ) -> tuple[BlockMatrices, ...]:
+        """Blocks of ``S Z^T diag(obs_weights) Z S + diag(diagonal)`` by size group.
+
+        ``scale`` is the diagonal of ``S`` (per effect, block order; None: identity).
+        """
+        return self.layout.assemble(obs_weights, diagonal, scale)
 
     def effect_variances(self, nu: FloatArray) -> FloatArray:
         """Variance of every random effect (block order) for components ``nu``."""
