@@ -8,7 +8,7 @@ from scipy import stats
 
 import pyglmm as pg
 from pyglmm.design import build_design
-from pyglmm.importance import conditional_mode, glmm_mixture, laplace_t
+from pyglmm.importance import block_degrees_of_freedom, conditional_mode, glmm_mixture, laplace_t
 from pyglmm.pql import SIGMA_FLOOR, pql_centre
 from pyglmm.problem import Problem
 
@@ -37,14 +37,24 @@ def test_laplace_t_density_is_multivariate_t(salamander_problem):
     u = sampler.draw(rng, 5, problem)
     logh = sampler.log_density(u, problem)
     comp = sampler.components[0]
+    # blocks of 20 effects: max(zeta, d) = 20 degrees of freedom
+    np.testing.assert_array_equal(comp.df, np.full(problem.blocks.n_blocks, 20.0))
     for b in range(problem.blocks.n_blocks):
         index = np.arange(problem.blocks.effect_starts[b], problem.blocks.effect_starts[b] + 20)
         group = comp.cholesky.groups[0]
         g = int(np.flatnonzero(group.blocks == b)[0])
         factor = comp.cholesky.factors[0][g]
         scale = np.linalg.inv(factor @ factor.T)
-        expected = stats.multivariate_t(loc=mode[index], shape=scale, df=7.5).logpdf(u[:, index])
+        expected = stats.multivariate_t(loc=mode[index], shape=scale, df=20.0).logpdf(
+            u[:, index])
         np.testing.assert_allclose(logh[:, b], expected, rtol=1e-10)
+
+
+def test_block_degrees_of_freedom_grow_with_the_block():
+    sizes = np.array([1, 20, 21, 5000])
+    np.testing.assert_array_equal(block_degrees_of_freedom(20.0, sizes),
+                                  [20.0, 20.0, 21.0, 5000.0])
+    np.testing.assert_array_equal(block_degrees_of_freedom(1e6, sizes), np.full(4, 1e6))
 
 
 def test_draws_have_the_proposal_moments(problem):

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 
+from .blocklinalg import BlockCholesky
 from .importance import conditional_mode
 from .problem import Problem
 
@@ -58,9 +59,13 @@ def laplace_loglik(
     nu: FloatArray,
     start: FloatArray | None = None,
     tol: float = 1e-10,
-) -> tuple[float, FloatArray]:
-    """Laplace log-likelihood at ``(beta, nu)`` and the conditional mode found."""
-    mode, chol = conditional_mode(problem, beta, nu, start=start, tol=tol)
+    factor: BlockCholesky | None = None,
+) -> tuple[float, FloatArray, BlockCholesky]:
+    """Laplace log-likelihood at ``(beta, nu)``, the conditional mode and its curvature.
+
+    ``start`` and ``factor`` warm-start the mode (:func:`conditional_mode`).
+    """
+    mode, chol = conditional_mode(problem, beta, nu, start=start, tol=tol, factor=factor)
     eta = problem.x @ beta + problem.z_times(mode)
     data_part = float(problem.family.loglik_terms(eta, problem.y, problem.trials).sum())
     variances = problem.effect_variances(nu)
@@ -71,7 +76,7 @@ def laplace_loglik(
         - float(chol.half_log_det.sum())
         + problem.loglik_constant
     )
-    return value, mode
+    return value, mode, chol
 
 
 def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> LaplaceFit:
@@ -88,18 +93,19 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     LaplaceFit
     """
     p = problem.n_fixed
-    warm: dict[str, FloatArray] = {}
+    warm: dict[str, tuple[FloatArray, BlockCholesky]] = {}
 
     def negative(params: FloatArray) -> float:
-        # warm-started: the mode is solved to rounding error (conditional_mode ends
-        # with a full Newton step), so the value is a pure function of the parameters,
-        # as L-BFGS-B's finite differences need
-        value, mode = laplace_loglik(
-            problem, params[:p], np.exp(params[p:]), start=warm.get("mode")
+        # warm-started: the mode is solved to rounding error (a final full Newton step,
+        # or chord steps to a decrement of 1e-20), so the value is a pure function of
+        # the parameters, as L-BFGS-B's finite differences need
+        start, factor = warm.get("last", (None, None))
+        value, mode, chol = laplace_loglik(
+            problem, params[:p], np.exp(params[p:]), start=start, factor=factor
         )
         if not np.isfinite(value):
             return np.inf
-        warm["mode"] = mode
+        warm["last"] = (mode, chol)
         return -value
 
     start = np.concatenate([beta0, np.log(np.maximum(nu0, 1e-4))])
@@ -107,5 +113,6 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     res = minimize(negative, start, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
     beta, nu = res.x[:p], np.exp(res.x[p:])
-    value, mode = laplace_loglik(problem, beta, nu)
+    last_mode, last_factor = warm.get("last", (None, None))
+    value, mode, _ = laplace_loglik(problem, beta, nu, start=last_mode, factor=last_factor)
     return LaplaceFit(beta=beta, nu=nu, loglik=value, mode=mode, converged=bool(res.success))

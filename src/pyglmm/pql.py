@@ -77,6 +77,7 @@ class _InnerSolver:
         self.problem = problem
         self.beta = np.zeros(problem.n_fixed)
         self.s = np.zeros(problem.n_effects)
+        self.last_factor: BlockCholesky | None = None
 
     def penalised(self, beta: FloatArray, s: FloatArray, a: FloatArray) -> float:
         problem = self.problem
@@ -86,55 +87,88 @@ class _InnerSolver:
 
     def curvature(
         self, beta: FloatArray, s: FloatArray, a: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, BlockCholesky, FloatArray]:
-        """Gradient parts, the coupling ``X^T V Z A`` and the factor of ``A Z'VZ A + I``."""
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Gradient, the coupling ``(X^T V Z A)^T``, ``X^T V X`` and the variances ``V``."""
         problem = self.problem
         eta = problem.x @ beta + problem.z_times(a * s)
         mean, variance = problem.family.mean_variance(eta, problem.trials)
         resid = problem.y - mean
         grad_beta = problem.x.T @ resid
         grad_s = a * problem.zt_times(resid) - s
-        blocks = problem.precision(variance, np.zeros(problem.n_effects))
-        scaled = []
-        for group, block in zip(problem.groups, blocks, strict=True):
-            ag = a[group.index]
-            d = ag.shape[1]
-            scaled.append(ag[:, :, None] * block * ag[:, None, :] + np.eye(d))
-        chol = BlockCholesky.from_blocks(problem.groups, tuple(scaled), problem.blocks.n_blocks)
         vx = variance[:, None] * problem.x
         coupling = np.stack([problem.zt_times(vx[:, j]) for j in range(vx.shape[1])], 1)
         coupling *= a[:, None]  # (q, p) = (X^T V Z A)^T
         xtvx = problem.x.T @ vx
-        return np.concatenate([grad_beta, grad_s]), coupling, xtvx, chol, variance
+        return np.concatenate([grad_beta, grad_s]), coupling, xtvx, variance
+
+    def factor(self, variance: FloatArray, a: FloatArray) -> BlockCholesky:
+        """The Cholesky factor of ``A Z^T V Z A + I`` (block-diagonal)."""
+        problem = self.problem
+        scaled = problem.precision(variance, np.ones(problem.n_effects), scale=a)
+        return BlockCholesky.from_blocks(problem.groups, scaled, problem.blocks.n_blocks)
+
+    def step(
+        self, beta: FloatArray, s: FloatArray, a: FloatArray, chol: BlockCholesky | None
+    ) -> tuple[FloatArray, FloatArray, float, BlockCholesky]:
+        """A Newton step (``chol`` None: factor here) or chord step (``chol`` given).
+
+        Returns the steps in ``beta`` and ``s``, the decrement and the factor used.
+        """
+        p = self.problem.n_fixed
+        grad, coupling, xtvx, variance = self.curvature(beta, s, a)
+        if chol is None:
+            chol = self.factor(variance, a)
+        g_beta, g_s = grad[:p], grad[p:]
+        c_inv_coupling = solve_columns(chol, coupling)
+        schur = xtvx - coupling.T @ c_inv_coupling
+        c_inv_gs = chol.solve(g_s)
+        d_beta = np.asarray(np.linalg.solve(schur, g_beta - coupling.T @ c_inv_gs),
+                            dtype=np.float64)
+        d_s = c_inv_gs - c_inv_coupling @ d_beta
+        return d_beta, d_s, float(np.dot(d_beta, g_beta) + np.dot(d_s, g_s)), chol
 
     def solve(self, a: FloatArray, tol: float = 1e-10, max_iter: int = 100) -> BlockCholesky:
-        """Maximise the penalised likelihood at scales ``a`` (per effect), warm-started."""
-        p = self.problem.n_fixed
+        """Maximise the penalised likelihood at scales ``a`` (per effect), warm-started.
+
+        The factor of the previous call (at other scales) first drives chord steps,
+        while they converge fast, to a decrement of ``tol**2``; Newton's method takes
+        over otherwise. Returns the factor at the solution.
+        """
         beta, s = self.beta, self.s
         value = self.penalised(beta, s, a)
-        for _ in range(max_iter):
-            grad, coupling, xtvx, chol, _ = self.curvature(beta, s, a)
-            g_beta, g_s = grad[:p], grad[p:]
-            c_inv_coupling = solve_columns(chol, coupling)
-            schur = xtvx - coupling.T @ c_inv_coupling
-            c_inv_gs = chol.solve(g_s)
-            d_beta = np.linalg.solve(schur, g_beta - coupling.T @ c_inv_gs)
-            d_s = c_inv_gs - c_inv_coupling @ d_beta
-            decrement = float(np.dot(d_beta, g_beta) + np.dot(d_s, g_s))
+        stale, previous = self.last_factor, np.inf
+        converged = False
+        for _ in range(max_iter if stale is not None else 0):
+            d_beta, d_s, decrement, _ = self.step(beta, s, a, stale)
+            if not decrement <= 0.1 * previous:
+                break  # slow (or no) convergence: Newton's method takes over
+            trial_value = self.penalised(beta + d_beta, s + d_s, a)
+            if not trial_value >= value:
+                break
+            beta, s, value, previous = beta + d_beta, s + d_s, trial_value, decrement
+            if decrement <= tol * tol:
+                converged = True
+                break
+        chol: BlockCholesky | None = None  # factor at the current (beta, s)
+        for _ in range(0 if converged else max_iter):
+            d_beta, d_s, decrement, chol = self.step(beta, s, a, None)
             if decrement < tol:
                 break
-            step = 1.0
-            while step > 1e-12:
-                trial_beta, trial_s = beta + step * d_beta, s + step * d_s
+            size = 1.0
+            while size > 1e-12:
+                trial_beta, trial_s = beta + size * d_beta, s + size * d_s
                 trial_value = self.penalised(trial_beta, trial_s, a)
                 if trial_value >= value:
                     break
-                step *= 0.5
+                size *= 0.5
             else:
                 break
             beta, s, value = trial_beta, trial_s, trial_value
+            chol = None
         self.beta, self.s = beta, s
-        _, _, _, chol, _ = self.curvature(beta, s, a)
+        if chol is None:  # moved after the last factorisation (or never factored)
+            chol = self.factor(self.curvature(beta, s, a)[3], a)
+        self.last_factor = chol
         return chol
 
     def criterion(self, sigma: FloatArray) -> float:
@@ -173,11 +207,15 @@ def pql_centre(problem: Problem) -> PQLResult:
         sigma_hat = np.array([float(res.x)])
         converged = bool(res.success)
     else:
+        # R's optim stops Nelder-Mead at a relative spread of 1e-8 in Q; here also
+        # the simplex must be within 1e-4 in sigma (R has no such test)
+        start = np.ones(n_comp)
+        scale = max(1.0, abs(q_of(start)))
         res = minimize(
             q_of,
-            np.ones(n_comp),
+            start,
             method="Nelder-Mead",
-            options={"xatol": 1e-5, "fatol": 1e-8, "maxfev": 400 * n_comp},
+            options={"xatol": 1e-4, "fatol": 1e-8 * scale, "maxfev": 400 * n_comp},
         )
         sigma_hat = np.asarray(res.x, dtype=np.float64)
         converged = bool(res.success)

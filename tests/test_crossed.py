@@ -1,0 +1,133 @@
+"""The Schur-complement factor of large crossed blocks against the plain dense path.
+
+Every operation of :class:`pyglmm.crossed.CrossedFactor` is pinned to the dense
+Cholesky factor of the same block (1e-12 relative, or 1e-12 of the largest entry for
+results that are differences), on designs small enough for both paths: one block of
+crossed effects from two or three random formulas, with and without the PQL scaling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyglmm.blocklinalg import BlockCholesky, solve_columns
+from pyglmm.crossed import CrossedFactor, CrossedMatrix
+from pyglmm.design import build_design
+from pyglmm.families import get_family
+from pyglmm.importance import conditional_mode, laplace_t
+from pyglmm.laplace import laplace_fit, laplace_loglik
+from pyglmm.pql import pql_centre
+from pyglmm.problem import Problem
+from pyglmm.simulate import simulate_glmm
+
+DENSE = 10**9  # crossed_min_size that keeps every block dense
+
+
+def _design(groups: dict[str, int], n_obs: int, seed: int):  # type: ignore[no-untyped-def]
+    nu = tuple(0.4 + 0.1 * k for k in range(len(groups)))
+    frame = simulate_glmm("bernoulli", n_obs, groups, beta=(-0.3, 0.5), nu=nu, rng=seed)
+    family = get_family("bernoulli")
+    random = [f"~ 0 + {g}" for g in groups]
+    return build_design("y ~ x", random, frame, family), family
+
+
+@pytest.fixture(scope="module", params=["two formulas", "three formulas"])
+def problems(request: pytest.FixtureRequest) -> tuple[Problem, Problem]:
+    groups = {"a": 40, "b": 30} if request.param == "two formulas" else {
+        "a": 40, "b": 25, "c": 8}
+    design, family = _design(groups, 2_500, seed=11)
+    dense = Problem.build(design, family, crossed_min_size=DENSE)
+    crossed = Problem.build(design, family, crossed_min_size=16)
+    return dense, crossed
+
+
+def test_crossed_layout_is_used(problems: tuple[Problem, Problem]) -> None:
+    dense, crossed = problems
+    assert dense.blocks.n_blocks == 1 and not any(dense.layout.crossed)
+    layout = crossed.layout.crossed[0]
+    assert layout is not None
+    assert layout.pivot.size == 40  # the formula with most levels is the pivot set
+    assert layout.pivot.size + layout.rest.size == crossed.n_effects
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_crossed_factor_matches_dense(problems: tuple[Problem, Problem], scaled: bool) -> None:
+    dense, crossed = problems
+    rng = np.random.default_rng(3)
+    q = dense.n_effects
+    weights = rng.uniform(0.05, 0.25, dense.y.size)
+    diagonal = rng.uniform(0.5, 2.0, q)
+    scale = rng.uniform(0.3, 2.0, q) if scaled else None
+    (matrix,) = dense.precision(weights, diagonal, scale)
+    (structured,) = crossed.precision(weights, diagonal, scale)
+    assert isinstance(structured, CrossedMatrix)
+    np.testing.assert_allclose(structured.dense(), matrix[0], rtol=0, atol=1e-12 * np.abs(
+        matrix).max())
+
+    chol_dense = BlockCholesky.from_blocks(dense.groups, (matrix,), 1)
+    chol_crossed = BlockCholesky.from_blocks(crossed.groups, (structured,), 1)
+    assert isinstance(chol_crossed.factors[0], CrossedFactor)
+    np.testing.assert_allclose(chol_crossed.half_log_det, chol_dense.half_log_det, rtol=1e-12)
+
+    rhs = rng.standard_normal((q, 3))
+    expected = solve_columns(chol_dense, rhs)
+    np.testing.assert_allclose(solve_columns(chol_crossed, rhs), expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())
+    rows = rng.standard_normal((6, q))
+    np.testing.assert_allclose(chol_crossed.quadratic_form(rows, 1),
+                               chol_dense.quadratic_form(rows, 1), rtol=1e-12)
+
+    # draws: L^{-T} z with L the dense Cholesky factor of the pivot-then-rest ordering
+    layout = crossed.layout.crossed[0]
+    assert layout is not None
+    perm = np.concatenate([layout.pivot, layout.rest])
+    factor = np.linalg.cholesky(matrix[0][np.ix_(perm, perm)])
+    z = rng.standard_normal((5, q))
+    expected_draws = np.linalg.solve(factor.T, z[:, perm].T).T
+    draws = chol_crossed.draw_transform(z)[:, perm]
+    np.testing.assert_allclose(draws, expected_draws, rtol=0,
+                               atol=1e-12 * np.abs(expected_draws).max())
+
+
+def test_crossed_not_positive_definite_raises(problems: tuple[Problem, Problem]) -> None:
+    _, crossed = problems
+    q = crossed.n_effects
+    (structured,) = crossed.precision(np.full(crossed.y.size, 0.2), np.full(q, -50.0))
+    with pytest.raises(np.linalg.LinAlgError, match="crossed block"):
+        BlockCholesky.from_blocks(crossed.groups, (structured,), 1)
+
+
+def test_mode_pql_and_laplace_match_dense(problems: tuple[Problem, Problem]) -> None:
+    """The fit's deterministic stages agree whichever factorisation they use."""
+    dense, crossed = problems
+    beta, nu = np.array([-0.2, 0.4]), np.full(dense.n_components, 0.6)
+    mode_d, chol_d = conditional_mode(dense, beta, nu)
+    mode_c, chol_c = conditional_mode(crossed, beta, nu)
+    np.testing.assert_allclose(mode_c, mode_d, rtol=0, atol=1e-12 * np.abs(mode_d).max())
+    np.testing.assert_allclose(chol_c.half_log_det, chol_d.half_log_det, rtol=1e-12)
+    value_d = laplace_loglik(dense, beta, nu)[0]
+    np.testing.assert_allclose(laplace_loglik(crossed, beta, nu)[0], value_d, rtol=1e-12)
+    _, _, slope_d = laplace_t(dense, beta, nu, 20.0)
+    _, _, slope_c = laplace_t(crossed, beta, nu, 20.0)
+    np.testing.assert_allclose(slope_c, slope_d, rtol=0, atol=1e-12 * np.abs(slope_d).max())
+    # optimisers: the same optimum within their tolerances (their paths differ by rounding)
+    pql_d, pql_c = pql_centre(dense), pql_centre(crossed)
+    np.testing.assert_allclose(pql_c.beta, pql_d.beta, atol=1e-4)
+    np.testing.assert_allclose(pql_c.nu, pql_d.nu, atol=1e-4)
+    fit_d = laplace_fit(dense, pql_d.beta, pql_d.variances)
+    fit_c = laplace_fit(crossed, pql_c.beta, pql_c.variances)
+    np.testing.assert_allclose(fit_c.loglik, fit_d.loglik, rtol=1e-9)
+    np.testing.assert_allclose(fit_c.beta, fit_d.beta, atol=1e-4)
+    np.testing.assert_allclose(fit_c.nu, fit_d.nu, atol=1e-4)
+
+
+def test_warm_started_mode_matches_cold(problems: tuple[Problem, Problem]) -> None:
+    """Chord steps from a nearby theta's factor reach the same mode as Newton from 0."""
+    _, crossed = problems
+    beta, nu = np.array([-0.2, 0.4]), np.full(crossed.n_components, 0.6)
+    near_mode, near_factor = conditional_mode(crossed, beta + 0.05, nu * 1.1)
+    cold, chol_cold = conditional_mode(crossed, beta, nu)
+    warm, chol_warm = conditional_mode(crossed, beta, nu, start=near_mode, factor=near_factor)
+    np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(chol_warm.half_log_det, chol_cold.half_log_det, rtol=1e-12)
