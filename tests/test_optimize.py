@@ -168,3 +168,24 @@ def test_bad_arguments_raise(kwargs: dict[str, float], name: str) -> None:
 def test_bad_start_raises(theta0: np.ndarray) -> None:
     with pytest.raises(ValueError, match="theta0"):
         trust_maximize(neg_rosenbrock, theta0)
+
+
+def test_max_infeasible_stops_at_the_edge_of_the_feasible_region() -> None:
+    """The maximum of log(x) - x over x <= 0.5 (infeasible beyond) is at the edge."""
+
+    def capped(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        if theta[0] > 0.5:
+            return -math.inf, np.full(1, np.nan), np.full((1, 1), np.nan)
+        return log_minus_x(theta)
+
+    free = trust_maximize(capped, np.array([0.2]), rinit=1.0, iterlim=200)
+    stopped = trust_maximize(capped, np.array([0.2]), rinit=1.0, iterlim=200,
+                             max_infeasible=6)
+    # without the option the radius shrinks until a step is too small to matter
+    assert free.iterations > stopped.iterations
+    assert stopped.converged
+    assert sum(s.trial_value == -math.inf for s in stopped.trace) == 6
+    assert stopped.trace[-1].trial_value == -math.inf
+    assert 0.45 < stopped.argument[0] <= 0.5
+    assert stopped.argument[0] <= free.argument[0] <= 0.5
+    check_trace(stopped)

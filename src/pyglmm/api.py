@@ -13,8 +13,9 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from . import validation
+from .blocklinalg import BlockCholesky
 from .design import Design, build_design
-from .diagnostics import BOUNDARY_NU
+from .diagnostics import BOUNDARY_NU, LARGE_BLOCK
 from .errors import (
     BoundaryWarning,
     ConvergenceError,
@@ -51,8 +52,18 @@ AUTO_MAX_PILOTS = 4
 #: Final rounds (at ``m`` draws) are repeated, re-centred, until settled, at most this often.
 AUTO_MAX_FINALS = 2
 #: With ``recentre="auto"`` a point whose smallest block ESS is below this fraction of
-#: the round's draws is infeasible for the optimiser (see ``_CachingObjective``).
+#: the round's draws (or below half the ESS at the round's start, if that is smaller)
+#: is infeasible for the optimiser (see ``_CachingObjective``).
 AUTO_ESS_GATE = 0.02
+#: With ``recentre="auto"`` a round ends after this many trial points below the gate:
+#: its maximum over the informative region is at the region's edge, and the next round
+#: re-centres there (without it, such rounds took 30-45 trust iterations).
+AUTO_MAX_GATED = 8
+#: A degenerate round: its smallest block ESS at its estimate is below the gate. Pilots
+#: stop after a degenerate pilot that did not at least double the previous pilot's ESS
+#: (re-centring is not improving the proposal), and a degenerate final round is not
+#: repeated: only a larger ``m`` or a better proposal helps then, which the warning says.
+AUTO_IMPROVEMENT = 2.0
 
 
 def glmm(
@@ -129,8 +140,10 @@ def glmm(
         (Geyer 1994); the last round uses ``m`` draws. ``"auto"`` runs pilot rounds
         until the smallest per-block ESS at a pilot's estimate is at least 10% of its
         draws and the estimate is a stationary point of the pilot's MCLA (at most 4
-        pilots, then at most 2 final rounds); ``0`` samples once, from the centre, as
-        R does.
+        pilots, then at most 2 final rounds). Where the sample is degenerate (ESS below
+        2% of the draws, typical of blocks of thousands of effects) re-centring stops
+        as soon as it stops doubling the ESS, and the final round is not repeated; the
+        fit then warns. ``0`` samples once, from the centre, as R does.
     pilot_m : int
         Sample size of every pilot round (at most ``m``).
     shift : bool
@@ -224,8 +237,11 @@ def _fit(
         variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
         u_pql = np.zeros(problem.n_effects)
     elif do_pql:
+        _say(progress, f"PQL centre: {problem.n_effects} random effects in "
+             f"{problem.blocks.n_blocks} blocks (largest {problem.blocks.block_sizes.max()})")
         pql = pql_centre(problem)
         beta_pql, nu_pql, variances, u_pql = pql.beta, pql.nu, pql.variances, pql.u
+        _say(progress, f"PQL centre done ({time.perf_counter() - t0:.1f} s)")
     else:
         beta_pql = np.zeros(n_fixed)
         nu_pql = np.ones(design.n_components)
@@ -235,11 +251,14 @@ def _fit(
         # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
         laplace = laplace_fit(problem, beta_pql, variances)
         theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
+        _say(progress, f"Laplace centre done ({time.perf_counter() - t0:.1f} s), "
+             f"Laplace loglik {laplace.loglik:.6f}")
     timings = {"design_pql": time.perf_counter() - t0}
 
     size = settings["chunk_size"] or default_chunk_size(design.n_obs)
     rounds: list[FitRound] = []
     mode: FloatArray | None = None
+    mode_factor: BlockCholesky | None = None  # curvature factor at ``mode``
     final_eval: Evaluation | None = None
     auto = settings["recentre"] < 0
     n_pilots = AUTO_MAX_PILOTS if auto else settings["recentre"]
@@ -250,6 +269,7 @@ def _fit(
         final = pilots_done >= n_pilots
         m_round = settings["m"] if final else min(settings["m"], settings["pilot_m"])
         t_sample = time.perf_counter()
+        _say(progress, f"round {r + 1} ({'final' if final else 'pilot'}): m = {m_round:,}")
         beta_c = theta[:n_fixed]
         nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
         theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
@@ -257,8 +277,9 @@ def _fit(
         shift: EffectShift | None = None
         if settings["importance"] == "laplace":
             sampler, mode, slope = laplace_t(
-                problem, beta_c, nu_c, settings["zeta"], start=mode
+                problem, beta_c, nu_c, settings["zeta"], start=mode, factor=mode_factor
             )
+            mode_factor = sampler.components[0].cholesky
             if settings["shift"]:
                 shift = EffectShift.build(problem, slope, beta_c)
         elif r == 0:
@@ -279,12 +300,18 @@ def _fit(
             ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0,
             start=theta,
         )
+        if auto:  # a start that is itself below the gate lowers the gate
+            start_ess = float(objective.evaluation_at(theta).block_ess.min())
+            objective.ess_floor = min(objective.ess_floor, 0.5 * start_ess)
         t_opt = time.perf_counter()
         callback = _progress_printer(r, final) if progress else None
+        _say(progress, f"round {r + 1} proposal built and sample drawn "
+             f"({t_opt - t_sample:.1f} s)")
         try:
             result = trust_maximize(
                 objective, theta, rinit=10.0, rmax=settings["rmax"],
                 iterlim=settings["iterlim"], callback=callback,
+                max_infeasible=AUTO_MAX_GATED if auto else None,
             )
         except ValueError as exc:
             raise ConvergenceError(
@@ -306,14 +333,18 @@ def _fit(
             trace=result.trace,
         ))
         r += 1
+        degenerate = min_ess < AUTO_ESS_GATE * m_round
         if final:
             finals_done += 1
-            if settled or finals_done >= n_finals:
+            if settled or finals_done >= n_finals or (auto and degenerate):
                 break
         else:
             pilots_done += 1
-            if auto and settled:
-                pilots_done = n_pilots  # the proposal fits near the estimate
+            stalled = degenerate and len(rounds) >= 2 and (
+                min_ess < AUTO_IMPROVEMENT * rounds[-2].min_ess
+            )
+            if auto and (settled or stalled):
+                pilots_done = n_pilots  # the proposal fits, or re-centring does not help
     assert final_eval is not None
     timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
     timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
@@ -387,6 +418,12 @@ def _newton_decrement(evaluation: Evaluation) -> float:
     return float(abs(evaluation.gradient @ step))
 
 
+def _say(progress: bool, message: str) -> None:
+    """Print a progress line to stderr when ``progress`` is on."""
+    if progress:
+        print(f"[pyglmm] {message}", file=sys.stderr, flush=True)
+
+
 def _progress_printer(round_index: int, final: bool) -> Any:
     label = "final round" if final else f"pilot round {round_index + 1}"
 
@@ -432,8 +469,12 @@ def _warn_after_fit(fit: GLMMResults) -> None:
         )
     smallest = float(np.min(fit.block_ess))
     if smallest < 0.01 * fit.m:
+        size = int(fit.block_sizes[int(np.argmin(fit.block_ess))])
         remedy = (
-            "raise m, or change p1, p2, p3 (or use importance='laplace')"
+            f"its block has {size} random effects, too many dimensions for importance "
+            "sampling at any practical m: treat the estimates as approximate"
+            if size >= LARGE_BLOCK
+            else "raise m, or change p1, p2, p3 (or use importance='laplace')"
             if fit.importance == "glmm"
             else "raise m, or re-centre (recentre='auto')"
         )

@@ -183,6 +183,7 @@ def trust_maximize(
     fterm: float = _EPS_SQRT,
     mterm: float = _EPS_SQRT,
     callback: Callable[[TrustStep], None] | None = None,
+    max_infeasible: int | None = None,
 ) -> TrustResult:
     """Maximise a smooth function by a trust-region Newton method.
 
@@ -207,6 +208,12 @@ def trust_maximize(
         Stop when the absolute predicted change is below ``mterm``.
     callback : callable, optional
         Called with the :class:`TrustStep` of each iteration after it is done.
+    max_infeasible : int, optional
+        Stop after this many infeasible trial points in all: the maximum over the
+        feasible region is then at its edge, and the iterations approaching that edge
+        (each rejection shrinks the radius fourfold) have brought the current point
+        next to it. The result counts as converged. None (the default, as R's
+        ``trust``) never stops for this.
 
     Returns
     -------
@@ -239,6 +246,7 @@ def trust_maximize(
     converged = False
     accepted = True
     lam = vecs = gamma = np.empty(0)
+    n_infeasible = 0
     for iteration in range(1, int(iterlim) + 1):
         if accepted:
             lam, vecs = np.linalg.eigh(b)
@@ -253,6 +261,7 @@ def trust_maximize(
             stop = abs(f_try - f) < fterm or abs(pred) < mterm
         else:
             rho = -math.inf
+            n_infeasible += 1
             stop = False
         radius = r
         if stop:
@@ -282,7 +291,7 @@ def trust_maximize(
             x, f, g, b = x_try, f_try, g_try, b_try
         if callback is not None:
             callback(step)
-        if stop:
+        if stop or (max_infeasible is not None and n_infeasible >= max_infeasible):
             converged = True
             break
     return TrustResult(

@@ -435,6 +435,7 @@ class GLMMResults:
             m=self.m, block_ess=self.block_ess, top_log_weights=self.top_log_weights,
             mcse=table["mcse"].to_numpy(), se=table["se"].to_numpy(),
             parameter_names=self.param_names, importance=self.importance, zeta=self.zeta,
+            block_sizes=self.block_sizes,
         )
 
     def summary(self) -> Summary:
