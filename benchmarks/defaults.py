@@ -46,6 +46,8 @@ SETTINGS = {
         importance="laplace", recentre="auto", zeta=20, shift=True),
     "laplace t50, blocks, auto, shifted draws": dict(
         importance="laplace", recentre="auto", zeta=50, shift=True),
+    "laplace t max(20, d), blocks, auto, shifted draws (default)": dict(
+        importance="laplace", recentre="auto", shift=True),
 }
 
 

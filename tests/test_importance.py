@@ -32,7 +32,8 @@ def salamander_problem():
 def test_laplace_t_density_is_multivariate_t(salamander_problem):
     problem = salamander_problem
     beta, nu = np.array([1.0, 0.3, -1.9, 1.0]), np.array([1.3, 1.2])
-    sampler, mode, _ = laplace_t(problem, beta, nu, zeta=7.5)
+    df = block_degrees_of_freedom(7.5, problem.blocks.block_sizes)  # glmm()'s rule
+    sampler, mode, _ = laplace_t(problem, beta, nu, zeta=df)
     rng = np.random.default_rng(0)
     u = sampler.draw(rng, 5, problem)
     logh = sampler.log_density(u, problem)

@@ -23,7 +23,13 @@ from .errors import (
     ImportanceSamplingWarning,
 )
 from .families import Family, get_family
-from .importance import ImportanceSampler, conditional_mode, glmm_mixture, laplace_t
+from .importance import (
+    ImportanceSampler,
+    block_degrees_of_freedom,
+    conditional_mode,
+    glmm_mixture,
+    laplace_t,
+)
 from .laplace import laplace_fit
 from .mcla import EffectShift, Evaluation, MCLAObjective
 from .optimize import TrustStep, trust_maximize
@@ -157,9 +163,11 @@ def glmm(
     p1, p2, p3 : float
         Mixture probabilities of the ``"glmm"`` proposal (sum 1, ``p1 > 0``).
     zeta : float, optional
-        Degrees of freedom of the t proposals (real, positive). Default: 5 for
-        ``importance="glmm"`` (R's default) and 20 for ``importance="laplace"``
-        (chosen by measurement, BENCHMARKS.md).
+        Degrees of freedom of the t proposals (real, positive), the same for every
+        block. Default: 5 for ``importance="glmm"`` (R's default); for
+        ``importance="laplace"``, ``max(20, d)`` for a block of ``d`` random effects
+        (chosen by measurement, BENCHMARKS.md: heavy tails help small blocks and cost
+        large ones).
     par_init : sequence of float, optional
         Start ``(beta, nu)``; skips PQL and centres the first proposal there.
     rmax : float
@@ -197,6 +205,8 @@ def glmm(
         p=(p1, p2, p3), zeta=_default_zeta(importance) if zeta is None else zeta, rmax=rmax,
         iterlim=iterlim, chunk_size=chunk_size,
     )
+    # the default Laplace t grows its degrees of freedom with the block
+    settings["zeta_per_block"] = zeta is None and importance == "laplace"
     settings["shift"] = bool(shift) and settings["importance"] == "laplace"
     seed = validation.seed_sequence(rng)
     design = build_design(
@@ -276,8 +286,10 @@ def _fit(
         sampler: ImportanceSampler
         shift: EffectShift | None = None
         if settings["importance"] == "laplace":
+            df = (block_degrees_of_freedom(settings["zeta"], problem.blocks.block_sizes)
+                  if settings["zeta_per_block"] else settings["zeta"])
             sampler, mode, slope = laplace_t(
-                problem, beta_c, nu_c, settings["zeta"], start=mode, factor=mode_factor
+                problem, beta_c, nu_c, df, start=mode, factor=mode_factor
             )
             mode_factor = sampler.components[0].cholesky
             if settings["shift"]:

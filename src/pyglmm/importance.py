@@ -299,11 +299,14 @@ def laplace_t(
     problem: Problem,
     beta: FloatArray,
     nu: FloatArray,
-    zeta: float,
+    zeta: float | FloatArray,
     start: FloatArray | None = None,
     factor: BlockCholesky | None = None,
 ) -> tuple[ImportanceSampler, FloatArray, FloatArray]:
     """Per-block ``t_zeta`` at the conditional mode, scaled by the inverse curvature.
+
+    ``zeta`` is one number of degrees of freedom for every block or one per block
+    (:func:`block_degrees_of_freedom`, ``glmm()``'s default).
 
     ``start`` and ``factor`` (a nearby mode and its curvature factor, e.g. the previous
     round's) warm-start :func:`conditional_mode`. Returns the sampler, the block-ordered
@@ -311,6 +314,6 @@ def laplace_t(
     :class:`pyglmm.mcla.EffectShift`).
     """
     mode, chol = conditional_mode(problem, beta, nu, start=start, factor=factor)
-    df = block_degrees_of_freedom(zeta, problem.blocks.block_sizes)
+    df = zeta if np.ndim(zeta) == 0 else np.asarray(zeta, dtype=np.float64)
     sampler = ImportanceSampler("laplace", (Component(mode, None, chol, df),), (1.0,))
     return sampler, mode, mode_slope(problem, beta, mode, chol)

@@ -46,8 +46,8 @@ _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("fixed_formula", "random_formulas", "family", "fixed_names",
                "varcomps_names", "varcomps_equal")),
-    ("settings", ("m", "n_draws", "p1", "p2", "p3", "zeta", "blocks", "importance",
-                  "recentre", "rng_entropy", "rng_spawn_key")),
+    ("settings", ("m", "n_draws", "p1", "p2", "p3", "zeta", "zeta_per_block", "blocks",
+                  "importance", "recentre", "rng_entropy", "rng_spawn_key")),
     ("estimates", ("beta", "nu")),
     ("loglike", ("loglike_value", "loglike_gradient", "loglike_hessian")),
     ("convergence", ("trust_converged", "iterations")),
@@ -104,6 +104,7 @@ def fit_attributes(
         p2=p2,
         p3=p3,
         zeta=settings["zeta"],
+        zeta_per_block=settings["zeta_per_block"],
         blocks=settings["blocks"],
         importance=settings["importance"],
         recentre=settings["recentre"],

@@ -134,6 +134,7 @@ class GLMMResults:
     p2: float
     p3: float
     zeta: float
+    zeta_per_block: bool
     blocks: str
     importance: str
     recentre: int

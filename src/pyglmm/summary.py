@@ -256,8 +256,12 @@ class Summary:
             if fit.blocks == "independent" and fit.n_blocks > 1
             else f"m = {fit.m} draws of one {'joint sample' if fit.blocks == 'joint' else 'block'}"
         )
+        tails = (
+            f"t with max({fit.zeta:g}, block size) degrees of freedom"
+            if fit.zeta_per_block else f"zeta = {fit.zeta:g}"
+        )
         monte_carlo = (
-            f"Monte Carlo: {sample}; {fit.importance} proposal (zeta = {fit.zeta:g}); "
+            f"Monte Carlo: {sample}; {fit.importance} proposal ({tails}); "
             f"{rounds} sampling {_plural(rounds, 'round')}, "
             f"the last {'converged' if fit.trust_converged else 'stopped'} after "
             f"{fit.iterations} {_plural(fit.iterations, 'iteration')}."
