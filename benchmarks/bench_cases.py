@@ -450,12 +450,12 @@ def run_kernel_case(spec: dict[str, Any]) -> None:
 
 # -- the scaling probe ------------------------------------------------------------------
 def predict_pql(points: Sequence[Sequence[float]], n_obs: float, cubic: float) -> float | None:
-    """Extrapolate the PQL + Laplace time from measured ``(n, sum d^3, seconds)`` points.
+    """Extrapolate the PQL + Laplace time from measured ``(n, work, seconds)`` points.
 
-    Model ``t = c + a n + b sum_b d_b^3`` (linear work over observations plus dense
-    cubic work per block), fitted by non-negative least squares on relative errors;
-    with fewer than three points, the nearest point scaled by the larger of the two
-    ratios.
+    Model ``t = c + a n + b work`` (linear work over observations plus the cubic work
+    of the dense factorisations, :func:`factorisation_work`), fitted by non-negative
+    least squares on relative errors; with fewer than three points, the nearest point
+    scaled by the larger of the two ratios.
     """
     from scipy.optimize import nnls
 
@@ -470,6 +470,23 @@ def predict_pql(points: Sequence[Sequence[float]], n_obs: float, cubic: float) -
     ratios = np.maximum(n_obs / pts[:, 0], cubic / pts[:, 1])
     nearest = int(np.argmin(np.abs(np.log(ratios))))
     return float(pts[nearest, 2] * max(ratios[nearest], 1.0))
+
+
+def factorisation_work(problem: Any) -> float:
+    """``sum d^3`` over the dense factorisations of one curvature factor of ``problem``.
+
+    A block factored densely counts ``d^3``; a large crossed block factored through
+    its Schur complement (:mod:`pyglmm.crossed`, if this version has it) counts the
+    cube of the complement's size.
+    """
+    crossed = getattr(problem.layout, "crossed", ()) or (None,) * len(problem.groups)
+    work = 0.0
+    for group, layout in zip(problem.groups, crossed, strict=True):
+        if layout is not None:
+            work += float(layout.rest.size) ** 3
+        else:
+            work += group.index.shape[0] * float(group.index.shape[1]) ** 3
+    return work
 
 
 def _default_shift(problem: Any, built: tuple[Any, ...], beta: FloatArray) -> Any:
@@ -535,7 +552,7 @@ def run_probe_case(spec: dict[str, Any]) -> None:
     with threadpool_limits(limits=1, user_api="blas"):
         problem_s, problem = timed(lambda: Problem.build(design, family))
         sizes_b = problem.blocks.block_sizes.astype(np.float64)
-        cubic = float(np.sum(sizes_b**3))
+        cubic = factorisation_work(problem)
         emit(
             description=case.description, simulate_s=simulate_s, build_design_s=design_s,
             problem_build_s=problem_s, n_obs=int(design.n_obs), q=int(problem.n_effects),
