@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from pyglmm.diagnostics import (
+    LARGE_BLOCK,
     MCSE_SE_RATIO_MAX,
     diagnose,
     fit_generalized_pareto,
@@ -143,3 +144,16 @@ def test_diagnose_advice_names_another_sampler() -> None:
     assert "importance='laplace'" in glmm_proposal.messages[0]
     laplace = _healthy(block_ess=[9000.0, 50.0], importance="laplace", zeta=6.0)
     assert "zeta=3" in laplace.messages[0]
+
+
+def test_diagnose_blames_the_dimension_of_a_large_block() -> None:
+    """A failing block of LARGE_BLOCK effects or more gets no proposal advice."""
+    small = _healthy(block_ess=[9000.0, 50.0], block_sizes=[20, LARGE_BLOCK - 1])
+    assert "zeta=" in small.messages[0]
+    large = _healthy(block_ess=[9000.0, 50.0], block_sizes=[20, LARGE_BLOCK])
+    message = large.messages[0]
+    assert f"Block 1 has {LARGE_BLOCK} random effects" in message
+    assert "whatever the proposal" in message and "zeta=" not in message
+    # the block that fails decides, not the largest block
+    other = _healthy(block_ess=[50.0, 9000.0], block_sizes=[20, 5000])
+    assert "zeta=" in other.messages[0]

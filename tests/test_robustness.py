@@ -206,6 +206,27 @@ def test_degenerate_weights_warning_names_the_mixture_probabilities(salamander):
     assert any("p1" in msg and "p3" in msg for msg in messages)
 
 
+def test_a_final_round_at_the_gate_edge_is_explained_not_called_unconverged(booth_hobert):
+    """At the ESS gate's edge the MCLA has no stationary point: one warning says why."""
+    import dataclasses
+
+    from pyglmm.api import _warn_after_fit
+
+    fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", booth_hobert, m=1_000, rng=3)
+    last = dataclasses.replace(fit.rounds[-1], settled=False)
+    not_a_maximum = dict(loglike_hessian=np.eye(fit.beta.size + fit.nu.size))
+    for at_edge in (True, False):
+        rounds = (*fit.rounds[:-1], dataclasses.replace(last, at_gate_edge=at_edge))
+        edited = dataclasses.replace(fit, rounds=rounds, trust_converged=True, **not_a_maximum)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            _warn_after_fit(edited)
+        categories = [w.category for w in record]
+        assert ImportanceSamplingWarning in categories
+        assert any("no reliable maximum" in str(w.message) for w in record)
+        assert (ConvergenceWarning in categories) is (not at_edge)
+
+
 # -- the iteration limit -------------------------------------------------------------------
 def test_iterlim_warns_and_par_init_continues_the_fit(salamander):
     with pytest.warns(ConvergenceWarning, match=r"par_init=fit.params\(\)"):

@@ -343,6 +343,9 @@ def _fit(
             seconds_sampling=t_opt - t_sample,
             seconds_optimising=time.perf_counter() - t_opt,
             trace=result.trace,
+            at_gate_edge=auto and sum(
+                not np.isfinite(step.trial_value) for step in result.trace
+            ) >= AUTO_MAX_GATED,
         ))
         r += 1
         degenerate = min_ess < AUTO_ESS_GATE * m_round
@@ -458,7 +461,7 @@ def _warn_after_fit(fit: GLMMResults) -> None:
             "the Monte Carlo likelihood has no reliable maximum at this m: the optimiser "
             "kept reaching points where few draws carry the weight, and re-centring did "
             "not settle. The estimates are approximate; raise m (e.g. tenfold) or compare "
-            "with the Laplace fit (data this informative make it nearly exact).",
+            "with a Laplace fit (lme4's glmer).",
             ImportanceSamplingWarning,
             stacklevel=3,
         )
@@ -470,7 +473,8 @@ def _warn_after_fit(fit: GLMMResults) -> None:
             ConvergenceWarning,
             stacklevel=3,
         )
-    elif _newton_decrement_of(fit) > 1e-2:
+    elif _newton_decrement_of(fit) > 1e-2 and not fit.rounds[-1].at_gate_edge:
+        # (at the gate's edge the warning above already says why it is no maximum)
         warnings.warn(
             "the trust-region optimiser stopped, but not at a maximum of the Monte Carlo "
             "likelihood (its Hessian is not negative definite or its gradient is not "

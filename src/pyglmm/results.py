@@ -54,6 +54,9 @@ class FitRound:
     seconds_sampling: float
     seconds_optimising: float
     trace: tuple[TrustStep, ...] = ()
+    #: The round ended at the edge of the region where its sample is informative
+    #: (``recentre="auto"``'s ESS gate), not at a stationary point of its MCLA.
+    at_gate_edge: bool = False
 
 
 @dataclass(frozen=True)
