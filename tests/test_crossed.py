@@ -131,3 +131,27 @@ def test_warm_started_mode_matches_cold(problems: tuple[Problem, Problem]) -> No
     warm, chol_warm = conditional_mode(crossed, beta, nu, start=near_mode, factor=near_factor)
     np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10)
     np.testing.assert_allclose(chol_warm.half_log_det, chol_cold.half_log_det, rtol=1e-12)
+
+
+def test_fit_of_a_large_crossed_block_recovers_the_truth() -> None:
+    """glmm() end to end on one block of 300 crossed effects (the Schur path).
+
+    The truth is recovered within 3 SE (the data's error dominates: MCSE/SE is small),
+    and the weights are healthy (no ImportanceSamplingWarning).
+    """
+    import warnings
+
+    import pyglmm as pg
+    from pyglmm.crossed import CROSSED_MIN_SIZE
+    from pyglmm.errors import ImportanceSamplingWarning
+
+    truth = np.array([-0.3, 0.5, 0.6, 0.4])
+    frame = simulate_glmm("bernoulli", 4_000, {"a": 160, "b": 140}, beta=tuple(truth[:2]),
+                          nu=tuple(truth[2:]), rng=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImportanceSamplingWarning)
+        fit = pg.glmm("y ~ x", ["~ 0 + a", "~ 0 + b"], frame, m=2_000, rng=1)
+    assert fit.n_blocks == 1 and fit.block_sizes[0] == 300 >= CROSSED_MIN_SIZE
+    z = (fit.params().to_numpy() - truth) / fit.se().to_numpy()
+    assert np.all(np.abs(z) < 3.0), z
+    assert np.all(fit.mcse().to_numpy() < 0.2 * fit.se().to_numpy())
