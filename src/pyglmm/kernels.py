@@ -1,7 +1,8 @@
 """The hot loop of the MCLA: one fused pass over the ``m_j x n`` linear predictors.
 
 For every draw ``k`` of a chunk and every observation ``i`` (in block order) it
-computes ``eta = Z u_k + X beta`` and, in the same sweep,
+computes ``eta = Z u_k + X beta`` (from ``Z u_k`` or, gathering, from ``u_k``) and, in
+the same sweep,
 
 * the per-block conditional log-likelihood ``sum_{i in I_b} [y_i eta_ki - c(eta_ki)]``,
 * the per-block fixed-effect scores ``sum_{i in I_b} (y_i - c'(eta_ki)) x_i``,
@@ -25,6 +26,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from .design import z_gather
 from .families import Bernoulli, Binomial, Family, Poisson
 
 FloatArray = NDArray[np.float64]
@@ -38,7 +40,8 @@ _POISSON_ETA_MAX = 300.0
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _fused_pass_kernel(
-    zu: FloatArray,
+    source: FloatArray,
+    columns: IntArray,
     xb: FloatArray,
     y: FloatArray,
     trials: FloatArray,
@@ -50,7 +53,8 @@ def _fused_pass_kernel(
     scores: FloatArray,
     variance: FloatArray,
 ) -> None:  # pragma: no cover - compiled; pinned to fused_pass_numpy by the tests
-    m, n = zu.shape
+    m = source.shape[0]
+    n, n_columns = columns.shape
     p = x.shape[1]
     for k in numba.prange(m):
         for b in range(n_blocks):
@@ -69,7 +73,10 @@ def _fused_pass_kernel(
                 product = 1.0
                 run = 0
                 current = b
-            eta = zu[k, i] + xb[i]
+            eta = source[k, columns[i, 0]]  # summed in z_gather's order, then X beta
+            for c in range(1, n_columns):
+                eta += source[k, columns[i, c]]
+            eta += xb[i]
             if family_code == 2:
                 if eta > _POISSON_ETA_MAX:
                     eta = _POISSON_ETA_MAX
@@ -108,6 +115,7 @@ def fused_pass_numpy(
     trials: FloatArray,
     x: FloatArray,
     obs_starts: IntArray,
+    z_columns: IntArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Reference implementation of :func:`fused_pass` with numpy (any family).
 
@@ -117,6 +125,8 @@ def fused_pass_numpy(
     scores : ndarray, shape (m, B, p)
     variance : ndarray, shape (m, n)
     """
+    if z_columns is not None:
+        zu = z_gather(z_columns, zu)
     eta = zu + xb
     terms, mean, variance = family.all_terms(eta, y, trials)
     loglik = np.add.reduceat(terms, obs_starts, axis=1)
@@ -138,18 +148,26 @@ def fused_pass(
     x: FloatArray,
     obs_block: IntArray,
     obs_starts: IntArray,
+    z_columns: IntArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-block log-likelihoods, scores and variances of a chunk (see module doc)."""
+    """Per-block log-likelihoods, scores and variances of a chunk (see module doc).
+
+    ``zu`` is ``Z u_k`` (m, n), or with ``z_columns`` (n, K) the draws ``u_k`` (m, q)
+    themselves: the kernel then gathers ``Z u_k`` as it goes, which saves writing and
+    reading an m x n array (a third of an evaluation at n = 10^5, BENCHMARKS.md).
+    """
     code = KERNEL_CODES.get(type(family))
     if code is None:
-        return fused_pass_numpy(family, zu, xb, y, trials, x, obs_starts)
-    m = zu.shape[0]
+        return fused_pass_numpy(family, zu, xb, y, trials, x, obs_starts, z_columns)
+    m, n = zu.shape[0], y.size
+    # Z = I when ``zu`` is given: one index per observation, O(n) against O(m n)
+    columns = np.arange(n, dtype=np.intp)[:, None] if z_columns is None else z_columns
     n_blocks = obs_starts.size
     loglik = np.empty((m, n_blocks))
     scores = np.empty((m, n_blocks, x.shape[1]))
-    variance = np.empty_like(zu)
+    variance = np.empty((m, n))
     _fused_pass_kernel(
-        np.ascontiguousarray(zu), xb, y, trials, np.ascontiguousarray(x), obs_block,
-        n_blocks, code, loglik, scores, variance,
+        np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), xb, y,
+        trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores, variance,
     )
     return loglik, scores, variance

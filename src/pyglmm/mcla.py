@@ -39,15 +39,16 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 class ChunkSample:
     """The theta-free part of one chunk of the importance sample."""
 
-    zu: FloatArray  # (m_j, n) Z u_k, observations in block order
+    zu: FloatArray  # (m_j, n) Z u_k, observations in block order; or, with ``u``, empty
     sumsq: FloatArray  # (m_j, B, T) per block and component sums of u^2
     log_h: FloatArray  # (m_j, B) log proposal density per block
     proj: FloatArray | None = None  # (m_j, B, T, p) sum_j u_kj A_j over (block, component)
+    u: FloatArray | None = None  # (m_j, q) the draws, when Z u is gathered in the kernel
 
     @property
     def n_draws(self) -> int:
         """Number of rows in the chunk."""
-        return int(self.zu.shape[0])
+        return int((self.zu if self.u is None else self.u).shape[0])
 
 
 @dataclass(frozen=True)
@@ -265,9 +266,11 @@ class MCLAObjective:
             x_fit, offset = shift.x_tilde, problem.x @ beta + shift.z_slope @ d
             sumsq = chunk.sumsq + 2.0 * (chunk.proj @ d) + (gram_d @ d)[None]
             prior_grad = chunk.proj + gram_d[None]  # d(S_t / 2) / d beta, (m, B, T, p)
+        gather = chunk.u is not None
         loglik, fixed_scores, variance = self.fused_pass(
-            problem.family, chunk.zu, offset, problem.y, problem.trials,
-            x_fit, problem.blocks.obs_block, problem.blocks.obs_starts,
+            problem.family, chunk.u if chunk.u is not None else chunk.zu, offset,
+            problem.y, problem.trials, x_fit, problem.blocks.obs_block,
+            problem.blocks.obs_starts, problem.z_columns if gather else None,
         )
         log_prior = (
             -0.5 * (self._block_sizes * _LOG_2PI + self._counts @ np.log(nu))

@@ -8,6 +8,7 @@ merged result is the same bit for bit whatever the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,8 +61,8 @@ class ChunkStore:
     cache_bytes : int
         Memory budget. If every chunk's ``Z u`` (m x n) fits, chunks are kept whole;
         else, if the draws ``u`` (m x q, usually much smaller) fit, those are kept and
-        ``Z u`` is rebuilt by a cheap gather at each evaluation; otherwise each chunk
-        is drawn again from its seed whenever it is needed (bounded memory for any m).
+        the kernel gathers ``Z u`` from them as it evaluates; otherwise each chunk is
+        drawn again from its seed whenever it is needed (bounded memory for any m).
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class ChunkStore:
         else:
             self.mode = "redraw"
         self._cache: dict[int, ChunkSample] = {}
-        self._draws: dict[int, tuple[FloatArray, ChunkSample]] = {}
+        self._draws: dict[int, ChunkSample] = {}
 
     @property
     def cached(self) -> bool:
@@ -101,14 +102,15 @@ class ChunkStore:
         if j in self._cache:
             return self._cache[j]
         if j in self._draws:
-            u, small = self._draws[j]
-            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h, small.proj)
+            return self._draws[j]
         u = draw_effects(self.problem, self.sampler, self.seeds[j], self.sizes[j])
-        if self.mode == "draws":
-            small = chunk_from_draws(self.problem, self.sampler, u, self.shift, with_zu=False)
-            self._draws[j] = (u, small)
-            return ChunkSample(self.problem.z_times(u), small.sumsq, small.log_h, small.proj)
-        chunk = chunk_from_draws(self.problem, self.sampler, u, self.shift)
         if self.mode == "chunks":
+            chunk = chunk_from_draws(self.problem, self.sampler, u, self.shift)
             self._cache[j] = chunk
+            return chunk
+        # Z u is gathered by the kernel at each evaluation: no m x n array is formed
+        small = chunk_from_draws(self.problem, self.sampler, u, self.shift, with_zu=False)
+        chunk = dataclasses.replace(small, u=u)
+        if self.mode == "draws":
+            self._draws[j] = chunk
         return chunk
