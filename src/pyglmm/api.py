@@ -181,8 +181,10 @@ def glmm(
         Missing values in a used column raise an error, or their rows are dropped
         with a warning.
     progress : bool
-        Print the trust-region iterations to standard error. The full iteration
-        trace of every round is kept in ``fit.rounds[i].trace`` (R's ``debug`` output).
+        Print each stage to standard error: the PQL and Laplace centres (with their
+        times), the start of each sampling round and every trust-region iteration.
+        The full iteration trace of every round is kept in ``fit.rounds[i].trace``
+        (R's ``debug`` output).
 
     Returns
     -------
