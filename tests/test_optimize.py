@@ -183,7 +183,7 @@ def test_max_infeasible_stops_at_the_edge_of_the_feasible_region() -> None:
                              max_infeasible=6)
     # without the option the radius shrinks until a step is too small to matter
     assert free.iterations > stopped.iterations
-    assert stopped.converged
+    assert stopped.converged and stopped.at_feasible_edge and not free.at_feasible_edge
     assert sum(s.trial_value == -math.inf for s in stopped.trace) == 6
     assert stopped.trace[-1].trial_value == -math.inf
     assert 0.45 < stopped.argument[0] <= 0.5

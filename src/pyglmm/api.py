@@ -345,9 +345,7 @@ def _fit(
             seconds_sampling=t_opt - t_sample,
             seconds_optimising=time.perf_counter() - t_opt,
             trace=result.trace,
-            at_gate_edge=auto and sum(
-                not np.isfinite(step.trial_value) for step in result.trace
-            ) >= AUTO_MAX_GATED,
+            at_gate_edge=result.at_feasible_edge,
         ))
         r += 1
         degenerate = min_ess < AUTO_ESS_GATE * m_round
@@ -488,14 +486,14 @@ def _warn_after_fit(fit: GLMMResults) -> None:
     smallest = float(np.min(fit.block_ess))
     if smallest < 0.01 * fit.m:
         size = int(fit.block_sizes[int(np.argmin(fit.block_ess))])
-        remedy = (
-            f"its block has {size} random effects, too many dimensions for importance "
-            "sampling at any practical m: treat the estimates as approximate"
-            if size >= LARGE_BLOCK
-            else "raise m, or change p1, p2, p3 (or use importance='laplace')"
-            if fit.importance == "glmm"
-            else "raise m, or re-centre (recentre='auto')"
-        )
+        if size >= LARGE_BLOCK:
+            remedy = (f"its block has {size} random effects, too many dimensions for "
+                      "importance sampling at any practical m: treat the estimates as "
+                      "approximate")
+        elif fit.importance == "glmm":
+            remedy = "raise m, or change p1, p2, p3 (or use importance='laplace')"
+        else:
+            remedy = "raise m, or re-centre (recentre='auto')"
         warnings.warn(
             f"the smallest per-block effective sample size is {smallest:.1f} of m = {fit.m} "
             "draws (< 1%): the importance weights are degenerate and the Monte Carlo "

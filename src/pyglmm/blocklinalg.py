@@ -176,7 +176,7 @@ class PrecisionLayout:
     entry_flat: tuple[IntArray, ...]  # per group: flat index into the (G, d, d) stack
     diag_flat: tuple[IntArray, ...]  # per group: flat indices of the diagonals
     diag_effect: tuple[IntArray, ...]  # per group: block-order effect of each diagonal
-    crossed: tuple[CrossedLayout | None, ...] = ()  # per group (empty: none)
+    crossed: tuple[CrossedLayout | None, ...]  # per group: its layout if crossed
 
     @classmethod
     def build(
@@ -250,7 +250,7 @@ class PrecisionLayout:
         """
         out: list[BlockMatrices] = []
         for g, group in enumerate(self.groups):
-            layout = self.crossed[g] if self.crossed else None
+            layout = self.crossed[g]
             if layout is not None:
                 out.append(layout.assemble(obs_weights, diagonal, scale))
                 continue

@@ -123,31 +123,33 @@ class CrossedLayout:
         """
         w = obs_weights[self.obs]
         n_p, n_r = self.pivot.size, self.rest.size
-        sc_p = np.ones(n_p) if scale is None else scale[self.index[self.pivot]]
-        sc_r = np.ones(n_r) if scale is None else scale[self.index[self.rest]]
-        a = np.bincount(self.obs_pivot, weights=w, minlength=n_p) * sc_p**2
-        a += diagonal[self.index[self.pivot]]
+        a: FloatArray = np.bincount(self.obs_pivot, weights=w, minlength=n_p).astype(
+            np.float64, copy=False)
         n_other = self.obs_rest.shape[1]
         coupling = sp.csr_matrix(
             (np.tile(w, n_other), (np.tile(self.obs_pivot, n_other),
                                    self.obs_rest.T.ravel())),
             shape=(n_p, n_r),
         )  # duplicates are summed
-        coupling = sp.csr_matrix(sp.diags(sc_p) @ coupling @ sp.diags(sc_r))
         # within one formula the contributions are diagonal; across two, anywhere
-        rest_diagonal = diagonal[self.index[self.rest]].copy()
+        rest_diagonal = np.zeros(n_r)
         for k in range(n_other):
-            rest_diagonal += np.bincount(self.obs_rest[:, k], weights=w,
-                                         minlength=n_r) * sc_r**2
+            rest_diagonal += np.bincount(self.obs_rest[:, k], weights=w, minlength=n_r)
         rest_block = np.zeros((n_r, n_r))
-        if n_other > 1:
-            flat = rest_block.reshape(-1)
-            for k1 in range(n_other):
-                for k2 in range(n_other):
-                    if k1 != k2:
-                        flat += np.bincount(self.obs_rest[:, k1] * n_r + self.obs_rest[:, k2],
-                                            weights=w, minlength=n_r * n_r)
+        flat = rest_block.reshape(-1)
+        for k1 in range(n_other):
+            for k2 in range(n_other):
+                if k1 != k2:
+                    flat += np.bincount(self.obs_rest[:, k1] * n_r + self.obs_rest[:, k2],
+                                        weights=w, minlength=n_r * n_r)
+        if scale is not None:
+            sc_p, sc_r = scale[self.index[self.pivot]], scale[self.index[self.rest]]
+            a *= sc_p**2
+            coupling = sp.csr_matrix(sp.diags(sc_p) @ coupling @ sp.diags(sc_r))
+            rest_diagonal *= sc_r**2
             rest_block *= sc_r[:, None] * sc_r[None, :]
+        a += diagonal[self.index[self.pivot]]
+        rest_diagonal += diagonal[self.index[self.rest]]
         rest_block[np.diag_indices(n_r)] += rest_diagonal
         return CrossedMatrix(self, a, coupling, rest_block)
 

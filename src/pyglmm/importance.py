@@ -171,13 +171,12 @@ def conditional_mode(
     offset = problem.x @ beta
     u = np.zeros(problem.n_effects) if start is None else np.array(start, dtype=np.float64)
 
-    def objective(v: FloatArray) -> float:
-        eta = offset + problem.z_times(v)
+    def objective(v: FloatArray, eta: FloatArray | None = None) -> float:
+        eta = offset + problem.z_times(v) if eta is None else eta
         terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
         return float(terms.sum() - 0.5 * np.dot(v * prior_precision, v))
 
-    def gradient_at(v: FloatArray) -> FloatArray:
-        eta = offset + problem.z_times(v)
+    def gradient_at(v: FloatArray, eta: FloatArray) -> FloatArray:
         mean = problem.family.mean_variance(eta, problem.trials)[0]
         return problem.zt_times(problem.y - mean) - prior_precision * v
 
@@ -185,20 +184,22 @@ def conditional_mode(
     converged = False
     if factor is not None:
         previous = np.inf
+        gradient = gradient_at(u, offset + problem.z_times(u))
         for _ in range(max_iter):
-            gradient = gradient_at(u)
             step = factor.solve(gradient)
             decrement = float(np.dot(step, gradient))
             if decrement > 0.25 * previous:
                 break  # converging slowly: Newton's method takes over
             trial = u + step
-            trial_value = objective(trial)
+            trial_eta = offset + problem.z_times(trial)  # shared by value and gradient
+            trial_value = objective(trial, trial_eta)
             if not trial_value >= value:
                 break
             u, value, previous = trial, trial_value, decrement
             if decrement <= tol * tol:
                 converged = True
                 break
+            gradient = gradient_at(u, trial_eta)
     for _ in range(0 if converged else max_iter):
         eta = offset + problem.z_times(u)
         mean, variance = problem.family.mean_variance(eta, problem.trials)

@@ -84,6 +84,8 @@ class TrustResult:
         Number of iterations performed.
     trace : tuple of TrustStep
         Per-iteration record, of length ``iterations``.
+    at_feasible_edge : bool
+        Whether it stopped for ``max_infeasible`` (at the edge of the feasible region).
     """
 
     argument: np.ndarray
@@ -93,6 +95,7 @@ class TrustResult:
     converged: bool
     iterations: int
     trace: tuple[TrustStep, ...]
+    at_feasible_edge: bool = False
 
 
 def _evaluate(
@@ -247,6 +250,7 @@ def trust_maximize(
     accepted = True
     lam = vecs = gamma = np.empty(0)
     n_infeasible = 0
+    at_edge = False
     for iteration in range(1, int(iterlim) + 1):
         if accepted:
             lam, vecs = np.linalg.eigh(b)
@@ -291,7 +295,8 @@ def trust_maximize(
             x, f, g, b = x_try, f_try, g_try, b_try
         if callback is not None:
             callback(step)
-        if stop or (max_infeasible is not None and n_infeasible >= max_infeasible):
+        at_edge = max_infeasible is not None and n_infeasible >= max_infeasible
+        if stop or at_edge:
             converged = True
             break
     return TrustResult(
@@ -302,4 +307,5 @@ def trust_maximize(
         converged=converged,
         iterations=len(trace),
         trace=tuple(trace),
+        at_feasible_edge=at_edge,
     )

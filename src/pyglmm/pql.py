@@ -85,13 +85,21 @@ class _InnerSolver:
         terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
         return float(terms.sum() - 0.5 * np.dot(s, s))
 
+    def mean_variance(
+        self, beta: FloatArray, s: FloatArray, a: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Conditional means and variances of the responses at ``(beta, s)``."""
+        problem = self.problem
+        eta = problem.x @ beta + problem.z_times(a * s)
+        mean, variance = problem.family.mean_variance(eta, problem.trials)
+        return mean, variance
+
     def curvature(
         self, beta: FloatArray, s: FloatArray, a: FloatArray
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Gradient, the coupling ``(X^T V Z A)^T``, ``X^T V X`` and the variances ``V``."""
         problem = self.problem
-        eta = problem.x @ beta + problem.z_times(a * s)
-        mean, variance = problem.family.mean_variance(eta, problem.trials)
+        mean, variance = self.mean_variance(beta, s, a)
         resid = problem.y - mean
         grad_beta = problem.x.T @ resid
         grad_s = a * problem.zt_times(resid) - s
@@ -167,7 +175,7 @@ class _InnerSolver:
             chol = None
         self.beta, self.s = beta, s
         if chol is None:  # moved after the last factorisation (or never factored)
-            chol = self.factor(self.curvature(beta, s, a)[3], a)
+            chol = self.factor(self.mean_variance(beta, s, a)[1], a)
         self.last_factor = chol
         return chol
 
