@@ -123,7 +123,7 @@ def test_one_chunk_equals_many_chunks_for_the_same_draws():
     chunks = [objective.chunk_source(j) for j in range(3)]
     joined = type(chunks[0])(
         zu=np.concatenate([c.zu for c in chunks]),
-        sumsq=np.concatenate([c.sumsq for c in chunks]),
+        stats=np.concatenate([c.stats for c in chunks]),
         log_h=np.concatenate([c.log_h for c in chunks]),
     )
     single = pg.mcla.MCLAObjective(problem, lambda j: joined, [300])
@@ -151,7 +151,7 @@ def test_value_matches_direct_log_mean_exp():
     per_block = np.add.reduceat(loglik, problem.blocks.obs_starts, axis=1)
     counts = problem.blocks.component_counts
     log_prior = (-0.5 * counts.sum(1) * np.log(2 * np.pi) - 0.5 * counts @ np.log(nu)
-                 - 0.5 * chunk.sumsq @ (1 / nu))
+                 - 0.5 * chunk.stats @ (1 / nu))
     logw = per_block + log_prior - chunk.log_h
     direct = np.sum(np.log(np.mean(np.exp(logw), axis=0)))
     assert objective.evaluate(theta).value == pytest.approx(direct, rel=1e-12)

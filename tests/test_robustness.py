@@ -307,7 +307,7 @@ def _log_weights(problem, store, n_chunks, theta):
         terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
         loglik = np.add.reduceat(terms, problem.blocks.obs_starts, axis=1)
         log_prior = (-0.5 * counts.sum(axis=1) * np.log(2 * np.pi)
-                     - 0.5 * counts @ np.log(nu) - 0.5 * chunk.sumsq @ (1.0 / nu))
+                     - 0.5 * counts @ np.log(nu) - 0.5 * chunk.stats @ (1.0 / nu))
         rows.append(loglik + log_prior - chunk.log_h)
     return np.concatenate(rows, axis=0), np.concatenate([store(j).zu for j in range(n_chunks)])
 

@@ -246,7 +246,7 @@ def _fit(
     problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
     if theta_init is not None:
         beta_pql, nu_pql = theta_init[:n_fixed], theta_init[n_fixed:]
-        variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
+        variances = problem.params.floor_variances(nu_pql, SIGMA_FLOOR**2)
         u_pql = np.zeros(problem.n_effects)
     elif do_pql:
         _say(progress, f"PQL centre: {problem.n_effects} random effects in "
@@ -256,13 +256,14 @@ def _fit(
         _say(progress, f"PQL centre done ({time.perf_counter() - t0:.1f} s)")
     else:
         beta_pql = np.zeros(n_fixed)
-        nu_pql = np.ones(design.n_components)
+        nu_pql = problem.params.start()
         variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
     theta = np.concatenate([beta_pql, variances])
     if settings["importance"] == "laplace" and theta_init is None:
         # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
         laplace = laplace_fit(problem, beta_pql, variances)
-        theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
+        theta = np.concatenate(
+            [laplace.beta, problem.params.floor_variances(laplace.nu, SIGMA_FLOOR**2)])
         _say(progress, f"Laplace centre done ({time.perf_counter() - t0:.1f} s), "
              f"Laplace loglik {laplace.loglik:.6f}")
     timings = {"design_pql": time.perf_counter() - t0}
@@ -283,7 +284,7 @@ def _fit(
         t_sample = time.perf_counter()
         _say(progress, f"round {r + 1} ({'final' if final else 'pilot'}): m = {m_round:,}")
         beta_c = theta[:n_fixed]
-        nu_c = np.maximum(theta[n_fixed:], SIGMA_FLOOR**2)
+        nu_c = problem.params.floor_variances(theta[n_fixed:], SIGMA_FLOOR**2)
         theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
         sampler: ImportanceSampler
         shift: EffectShift | None = None

@@ -11,6 +11,7 @@ draws use the inverse of the triangular Cholesky factor of each block.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +19,9 @@ from scipy.linalg import cho_solve, solve_triangular
 
 from .blocks import BlockStructure
 from .crossed import CROSSED_MIN_SIZE, CrossedFactor, CrossedLayout, CrossedMatrix
+
+if TYPE_CHECKING:
+    from .prior import PriorLayout
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -52,16 +56,21 @@ def size_groups(blocks: BlockStructure, alone: IntArray | None = None) -> tuple[
 
 
 def crossed_layouts(
-    blocks: BlockStructure, z_columns: IntArray, min_size: int = CROSSED_MIN_SIZE
+    blocks: BlockStructure,
+    z_columns: IntArray,
+    min_size: int = CROSSED_MIN_SIZE,
+    z_values: FloatArray | None = None,
+    prior: PriorLayout | None = None,
 ) -> dict[int, CrossedLayout]:
     """Layouts of the blocks of at least ``min_size`` effects that have a pivot set."""
+    off = None if prior is None else (prior.off_a, prior.off_b)
     out: dict[int, CrossedLayout] = {}
     sizes = blocks.block_sizes
     ends = np.append(blocks.obs_starts[1:], blocks.obs_block.size)
     for b in np.flatnonzero(sizes >= min_size):
         index = blocks.effect_starts[b] + np.arange(sizes[b])
         obs = np.arange(blocks.obs_starts[b], ends[b])
-        layout = CrossedLayout.build(int(b), index, obs, z_columns)
+        layout = CrossedLayout.build(int(b), index, obs, z_columns, z_values, off)
         if layout is not None:
             out[int(b)] = layout
     return out
@@ -177,6 +186,9 @@ class PrecisionLayout:
     diag_flat: tuple[IntArray, ...]  # per group: flat indices of the diagonals
     diag_effect: tuple[IntArray, ...]  # per group: block-order effect of each diagonal
     crossed: tuple[CrossedLayout | None, ...]  # per group: its layout if crossed
+    entry_value: tuple[FloatArray | None, ...] = ()  # per group: Z entry products
+    off_flat: tuple[IntArray, ...] = ()  # per group: flat indices of prior off-diagonals
+    off_entry: tuple[IntArray, ...] = ()  # per group: their index in the prior's list
 
     @classmethod
     def build(
@@ -185,11 +197,15 @@ class PrecisionLayout:
         blocks: BlockStructure,
         z_columns: IntArray,
         crossed: dict[int, CrossedLayout] | None = None,
+        z_values: FloatArray | None = None,
+        prior: PriorLayout | None = None,
     ) -> PrecisionLayout:
         """Precompute the layout for a block-ordered ``z_columns`` (n, K).
 
         ``crossed`` maps block ids to their layouts; each such block must be alone in
-        its size group (:func:`size_groups` with ``alone``).
+        its size group (:func:`size_groups` with ``alone``). ``z_values`` are the
+        entries of ``Z`` (None: ones); ``prior`` places the prior precision's
+        off-diagonal entries.
         """
         crossed = crossed or {}
         position = np.empty(blocks.n_blocks, dtype=np.intp)
@@ -200,8 +216,14 @@ class PrecisionLayout:
         obs_group = group_of[blocks.obs_block]
         n_formulas = z_columns.shape[1]
         entry_obs, entry_flat, diag_flat, diag_effect = [], [], [], []
+        entry_value: list[FloatArray | None] = []
+        off_flat: list[IntArray] = []
+        off_entry: list[IntArray] = []
         group_crossed: list[CrossedLayout | None] = []
         empty = np.zeros(0, dtype=np.intp)
+        off_a = np.zeros(0, dtype=np.intp) if prior is None else prior.off_a
+        off_b = np.zeros(0, dtype=np.intp) if prior is None else prior.off_b
+        off_group = group_of[blocks.effect_block[off_a]] if off_a.size else empty
         for g, group in enumerate(groups):
             layout = crossed.get(int(group.blocks[0])) if group.blocks.size == 1 else None
             group_crossed.append(layout)
@@ -210,6 +232,9 @@ class PrecisionLayout:
                 entry_flat.append(empty)
                 diag_flat.append(empty)
                 diag_effect.append(empty)
+                entry_value.append(None)
+                off_flat.append(empty)
+                off_entry.append(empty)
                 continue
             d = group.index.shape[1]
             rows = np.flatnonzero(obs_group == g)
@@ -222,16 +247,44 @@ class PrecisionLayout:
             ]
             entry_obs.append(np.tile(rows, n_formulas * n_formulas).astype(np.intp))
             entry_flat.append(np.concatenate(flats).astype(np.intp))
+            if z_values is None:
+                entry_value.append(None)
+            else:
+                vals = z_values[rows]
+                entry_value.append(np.concatenate([
+                    vals[:, k1] * vals[:, k2]
+                    for k1 in range(n_formulas) for k2 in range(n_formulas)
+                ]))
+            mine = np.flatnonzero(off_group == g) if off_a.size else empty
+            if mine.size:
+                eb = blocks.effect_block[off_a[mine]]
+                la = off_a[mine] - blocks.effect_starts[eb]
+                lb = off_b[mine] - blocks.effect_starts[eb]
+                pb = position[eb]
+                off_flat.append(np.concatenate([(pb * d + la) * d + lb,
+                                                (pb * d + lb) * d + la]).astype(np.intp))
+                off_entry.append(np.concatenate([mine, mine]).astype(np.intp))
+            else:
+                off_flat.append(empty)
+                off_entry.append(empty)
             block_pos = np.arange(group.blocks.size)[:, None]
             diag_flat.append(((block_pos * d + np.arange(d)) * d + np.arange(d)).ravel())
             diag_effect.append(group.index.ravel())
         return cls(groups, tuple(entry_obs), tuple(entry_flat), tuple(diag_flat),
-                   tuple(diag_effect), tuple(group_crossed))
+                   tuple(diag_effect), tuple(group_crossed), tuple(entry_value),
+                   tuple(off_flat), tuple(off_entry))
 
     def assemble(
-        self, obs_weights: FloatArray, diagonal: FloatArray, scale: FloatArray | None = None
+        self,
+        obs_weights: FloatArray,
+        diagonal: FloatArray,
+        scale: FloatArray | None = None,
+        off_diagonal: FloatArray | None = None,
     ) -> tuple[BlockMatrices, ...]:
-        """Return ``S Z_b^T diag(obs_weights) Z_b S + diag(diagonal)`` by size group.
+        """Return ``S Z_b^T diag(obs_weights) Z_b S + D`` by size group.
+
+        ``D`` has diagonal ``diagonal`` and the prior's off-diagonal entries
+        ``off_diagonal`` (:attr:`pyglmm.prior.PriorAt.off_precision`; None: none).
 
         Parameters
         ----------
@@ -252,18 +305,23 @@ class PrecisionLayout:
         for g, group in enumerate(self.groups):
             layout = self.crossed[g]
             if layout is not None:
-                out.append(layout.assemble(obs_weights, diagonal, scale))
+                out.append(layout.assemble(obs_weights, diagonal, scale, off_diagonal))
                 continue
             n_group, d = group.index.shape
+            weights = obs_weights[self.entry_obs[g]]
+            values = self.entry_value[g] if self.entry_value else None
+            if values is not None:
+                weights = weights * values
             flat: FloatArray = np.bincount(
-                self.entry_flat[g], weights=obs_weights[self.entry_obs[g]],
-                minlength=n_group * d * d,
+                self.entry_flat[g], weights=weights, minlength=n_group * d * d,
             ).astype(np.float64, copy=False)
             stack = flat.reshape(n_group, d, d)
             if scale is not None:
                 sc = scale[group.index]  # (G, d)
                 stack *= sc[:, :, None] * sc[:, None, :]
             flat[self.diag_flat[g]] += diagonal[self.diag_effect[g]]
+            if off_diagonal is not None and self.off_flat and self.off_flat[g].size:
+                np.add.at(flat, self.off_flat[g], off_diagonal[self.off_entry[g]])
             out.append(stack)
         return tuple(out)
 

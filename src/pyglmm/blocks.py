@@ -128,6 +128,7 @@ def find_blocks(design: Design, joint: bool = False) -> BlockStructure:
         labels = rank[raw].astype(np.intp)
     n_blocks = int(labels.max()) + 1
     component = design.effect_component
+    n_groups = int(component.max()) + 1
     effect_order = np.lexsort((np.arange(q), component, labels)).astype(np.intp)
     effect_block = labels[effect_order]
     effect_starts = np.searchsorted(effect_block, np.arange(n_blocks)).astype(np.intp)
@@ -138,10 +139,10 @@ def find_blocks(design: Design, joint: bool = False) -> BlockStructure:
     obs_starts = np.searchsorted(obs_block, np.arange(n_blocks)).astype(np.intp)
 
     sorted_component = component[effect_order]
-    key = effect_block * design.n_components + sorted_component
+    key = effect_block * n_groups + sorted_component
     change = np.flatnonzero(np.diff(key)) + 1
     segment_starts = np.concatenate([[0], change]).astype(np.intp)
-    counts = np.zeros((n_blocks, design.n_components), dtype=np.intp)
+    counts = np.zeros((n_blocks, n_groups), dtype=np.intp)
     np.add.at(counts, (effect_block, sorted_component), 1)
     del n
     return BlockStructure(

@@ -24,7 +24,7 @@ Nothing here forms an inverse; the symmetric system is solved with ``L`` and ``L
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,10 @@ IntArray = NDArray[np.intp]
 #: factor of :mod:`pyglmm.blocklinalg` is as cheap).
 CROSSED_MIN_SIZE = 256
 MIN_PIVOT_SHARE = 0.25
+
+
+def _empty() -> IntArray:
+    return np.zeros(0, dtype=np.intp)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class CrossedLayout:
         Each observation's effect in the pivot set (position in ``pivot``).
     obs_rest : ndarray of int, shape (n_b, K - 1)
         Each observation's other effects (positions in ``rest``).
+    pivot_value, rest_value : ndarray or None
+        The ``Z`` entries of those effects (random slopes); None when all are 1.
+    off_pivot, off_rest, off_index : ndarray of int
+        Prior precision entries between a pivot and a rest effect (positions in
+        ``pivot`` and ``rest``) and their index in the prior's off-diagonal list.
+    off_rest1, off_rest2, off_rest_index : ndarray of int
+        The same between two rest effects.
     """
 
     block: int
@@ -68,6 +79,14 @@ class CrossedLayout:
     obs: IntArray
     obs_pivot: IntArray
     obs_rest: IntArray
+    pivot_value: FloatArray | None = None
+    rest_value: FloatArray | None = None
+    off_pivot: IntArray = field(default_factory=_empty)
+    off_rest: IntArray = field(default_factory=_empty)
+    off_index: IntArray = field(default_factory=_empty)
+    off_rest1: IntArray = field(default_factory=_empty)
+    off_rest2: IntArray = field(default_factory=_empty)
+    off_rest_index: IntArray = field(default_factory=_empty)
 
     def __repr__(self) -> str:
         return (f"CrossedLayout(block={self.block}, pivot={self.pivot.size}, "
@@ -75,7 +94,13 @@ class CrossedLayout:
 
     @classmethod
     def build(
-        cls, block: int, index: IntArray, obs: IntArray, z_columns: IntArray
+        cls,
+        block: int,
+        index: IntArray,
+        obs: IntArray,
+        z_columns: IntArray,
+        z_values: FloatArray | None = None,
+        off_pairs: tuple[IntArray, IntArray] | None = None,
     ) -> CrossedLayout | None:
         """The layout of block ``block``, or None if it has no worthwhile pivot set.
 
@@ -87,7 +112,12 @@ class CrossedLayout:
         obs : ndarray of int
             Block-order observations of the block.
         z_columns : ndarray of int, shape (n, K)
-            Block-order effect of each observation in each random formula.
+            Block-order effect of each observation in each (term, column).
+        z_values : ndarray, shape (n, K), optional
+            The matching entries of ``Z`` (None: all 1).
+        off_pairs : (ndarray, ndarray), optional
+            Block-order effects ``(a, b)`` of the prior's off-diagonal precision
+            entries (all of them; those of this block are picked here).
         """
         d = index.size
         cols = z_columns[obs] - index[0]  # local effect positions, (n_b, K)
@@ -108,40 +138,76 @@ class CrossedLayout:
         local[pivot] = np.arange(pivot.size)
         local[rest] = np.arange(rest.size)
         others = [k for k in range(n_formulas) if k != k_pivot]
+        extra: dict[str, IntArray] = {}
+        if off_pairs is not None and off_pairs[0].size:
+            a, b = off_pairs
+            inside = np.flatnonzero((a >= index[0]) & (a <= index[-1]))
+            la, lb = a[inside] - index[0], b[inside] - index[0]
+            if np.any(in_pivot[la] & in_pivot[lb]):
+                return None  # the pivot block would not be diagonal
+            pa = np.where(in_pivot[la], la, lb)  # the pivot end, if any
+            ra = np.where(in_pivot[la], lb, la)
+            mixed = in_pivot[la] | in_pivot[lb]
+            extra = dict(
+                off_pivot=local[pa[mixed]], off_rest=local[ra[mixed]],
+                off_index=inside[mixed].astype(np.intp),
+                off_rest1=local[la[~mixed]], off_rest2=local[lb[~mixed]],
+                off_rest_index=inside[~mixed].astype(np.intp),
+            )
+        values = None if z_values is None else z_values[obs]
         return cls(
             block=block, index=index.astype(np.intp), pivot=pivot, rest=rest,
             obs=obs.astype(np.intp), obs_pivot=local[cols[:, k_pivot]],
             obs_rest=local[cols[:, others]],
+            pivot_value=None if values is None else np.ascontiguousarray(values[:, k_pivot]),
+            rest_value=None if values is None else np.ascontiguousarray(values[:, others]),
+            **extra,
         )
 
     def assemble(
-        self, obs_weights: FloatArray, diagonal: FloatArray, scale: FloatArray | None
+        self,
+        obs_weights: FloatArray,
+        diagonal: FloatArray,
+        scale: FloatArray | None,
+        off_diagonal: FloatArray | None = None,
     ) -> CrossedMatrix:
-        """``S Z_b^T diag(obs_weights) Z_b S + diag(diagonal)`` in pivot/rest form.
+        """``S Z_b^T diag(obs_weights) Z_b S + D`` in pivot/rest form.
 
-        ``scale`` (block-order, per effect; None for ones) is the ``S`` of the formula.
+        ``scale`` (block-order, per effect; None for ones) is the ``S`` of the formula;
+        ``D`` has diagonal ``diagonal`` and the prior's ``off_diagonal`` entries.
         """
         w = obs_weights[self.obs]
         n_p, n_r = self.pivot.size, self.rest.size
-        a: FloatArray = np.bincount(self.obs_pivot, weights=w, minlength=n_p).astype(
-            np.float64, copy=False)
         n_other = self.obs_rest.shape[1]
+        if self.pivot_value is None or self.rest_value is None:
+            w_pp = w
+            w_pr = [w] * n_other
+            w_rr = {(k1, k2): w for k1 in range(n_other) for k2 in range(n_other)}
+        else:
+            vp, vr = self.pivot_value, self.rest_value
+            w_pp = w * vp * vp
+            w_pr = [w * vp * vr[:, k] for k in range(n_other)]
+            w_rr = {(k1, k2): w * vr[:, k1] * vr[:, k2]
+                    for k1 in range(n_other) for k2 in range(n_other)}
+        a: FloatArray = np.bincount(self.obs_pivot, weights=w_pp, minlength=n_p).astype(
+            np.float64, copy=False)
         coupling = sp.csr_matrix(
-            (np.tile(w, n_other), (np.tile(self.obs_pivot, n_other),
-                                   self.obs_rest.T.ravel())),
+            (np.concatenate(w_pr), (np.tile(self.obs_pivot, n_other),
+                                    self.obs_rest.T.ravel())),
             shape=(n_p, n_r),
         )  # duplicates are summed
-        # within one formula the contributions are diagonal; across two, anywhere
+        # within one (term, column) the contributions are diagonal; across two, anywhere
         rest_diagonal = np.zeros(n_r)
         for k in range(n_other):
-            rest_diagonal += np.bincount(self.obs_rest[:, k], weights=w, minlength=n_r)
+            rest_diagonal += np.bincount(self.obs_rest[:, k], weights=w_rr[k, k],
+                                         minlength=n_r)
         rest_block = np.zeros((n_r, n_r))
         flat = rest_block.reshape(-1)
         for k1 in range(n_other):
             for k2 in range(n_other):
                 if k1 != k2:
                     flat += np.bincount(self.obs_rest[:, k1] * n_r + self.obs_rest[:, k2],
-                                        weights=w, minlength=n_r * n_r)
+                                        weights=w_rr[k1, k2], minlength=n_r * n_r)
         if scale is not None:
             sc_p, sc_r = scale[self.index[self.pivot]], scale[self.index[self.rest]]
             a *= sc_p**2
@@ -151,6 +217,13 @@ class CrossedLayout:
         a += diagonal[self.index[self.pivot]]
         rest_diagonal += diagonal[self.index[self.rest]]
         rest_block[np.diag_indices(n_r)] += rest_diagonal
+        if off_diagonal is not None and (self.off_index.size or self.off_rest_index.size):
+            coupling = coupling + sp.csr_matrix(
+                (off_diagonal[self.off_index], (self.off_pivot, self.off_rest)),
+                shape=(n_p, n_r))
+            values = off_diagonal[self.off_rest_index]
+            np.add.at(rest_block, (self.off_rest1, self.off_rest2), values)
+            np.add.at(rest_block, (self.off_rest2, self.off_rest1), values)
         return CrossedMatrix(self, a, coupling, rest_block)
 
 

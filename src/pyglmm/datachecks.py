@@ -381,3 +381,57 @@ def _completely_separated(xs: FloatArray, sign: FloatArray) -> bool:
     except Exception:  # pragma: no cover - advisory only
         return False
     return bool(result.status == 0 and -result.fun > 1e-9)
+
+
+def observation_vector(
+    value: Any,
+    name: str,
+    given: pd.DataFrame,
+    kept: NDArray[np.intp],
+    nonnegative: bool = False,
+) -> FloatArray:
+    """An offset or weights: a column name or one number per row of the data as given.
+
+    Returns the values of the rows kept (after ``na_action``), as float64; raises
+    :class:`~pyglmm.errors.DataError` naming ``name`` for a wrong length, non-numbers,
+    non-finite or (``nonnegative``) negative values.
+    """
+    if isinstance(value, str):
+        column = given[value]
+        if not (pd.api.types.is_numeric_dtype(column.dtype)
+                and not pd.api.types.is_bool_dtype(column.dtype)):
+            raise DataError(
+                f"{name} column {value!r} must be numeric, not {column.dtype}; convert it "
+                f"with pd.to_numeric(data[{value!r}])"
+            )
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        label = f"{name} column {value!r}"
+    else:
+        try:
+            values = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{name} must be numbers (an array with one value per row, or a column "
+                "name)"
+            ) from None
+        if values.ndim != 1 or values.size != len(given):
+            raise DataError(
+                f"{name} has shape {values.shape} but the data have {len(given)} rows; give "
+                "one value per row of the data (before any rows are dropped)"
+            )
+        label = name
+    values = values[kept]
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DataError(
+            f"{label} is not finite (NaN or infinite) in {bad.size} row(s), positions "
+            f"{bad[:10].tolist()}; fix or drop those rows"
+        )
+    if nonnegative:
+        negative = np.flatnonzero(values < 0)
+        if negative.size:
+            raise DataError(
+                f"{label} must be non-negative; {negative.size} row(s) are negative, "
+                f"positions {negative[:10].tolist()}"
+            )
+    return values

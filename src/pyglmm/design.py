@@ -26,7 +26,6 @@ from typing import Any
 
 import formulaic
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
@@ -37,9 +36,9 @@ from .datachecks import (
     check_fixed_columns,
     check_rank,
     check_separation,
-    factor_codes,
     handle_missing,
     library_message,
+    observation_vector,
     require_columns,
     response_values,
 )
@@ -52,36 +51,12 @@ from .formulas import (
     random_formula_list,
     transform_arguments,
 )
+from .layout import ParameterLayout
+from .termbuild import _check_varcomps, assemble_random, list_form_terms
+from .terms import RandomTerm
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
-
-
-@dataclass(frozen=True)
-class RandomTerm:
-    """One random-effect formula: a grouping factor and its levels.
-
-    Attributes
-    ----------
-    formula : str
-        The formula as given.
-    grouping : tuple of str
-        Data columns whose interaction is the grouping factor.
-    levels : tuple of str
-        Level labels in the order of the random effects.
-    codes : ndarray of int, shape (n,)
-        Level index of every observation.
-    """
-
-    formula: str
-    grouping: tuple[str, ...]
-    levels: tuple[str, ...]
-    codes: IntArray
-
-    @property
-    def name(self) -> str:
-        """The grouping factor's name as R prints it (``Female`` or ``Site:Block``)."""
-        return ":".join(self.grouping)
 
 
 @dataclass(frozen=True)
@@ -103,10 +78,21 @@ class Design:
     varcomps_names : tuple of str
         Names of the ``T`` variance components.
     z_columns : ndarray of int, shape (n, K)
-        Index in ``u`` of each observation's effect for each random formula; ``u`` is
-        ordered by variance component, then by formula, then by level.
+        Index in ``u`` of each observation's effect for each (term, column); ``u`` is
+        ordered by variance component (tie group), then by term, level and column.
+    z_values : ndarray, shape (n, K), or None
+        The matching entries of ``Z`` (covariate values of random slopes); None when
+        every entry is 1.
     effect_component : ndarray of int, shape (q,)
-        0-based variance component of every random effect.
+        0-based tie group (R glmm's variance component) of every random effect.
+    layout : ParameterLayout
+        What every entry of ``theta`` is (:mod:`pyglmm.layout`).
+    term_offsets : ndarray of int, shape (T,)
+        First design-order effect of each term.
+    offset : ndarray, shape (n,)
+        Known offset added to the linear predictor (zeros if none).
+    weights : ndarray, shape (n,), or None
+        Prior weights of the observations' conditional log-densities (None: all 1).
     effect_names : tuple of str
         ``"Female:10"``-style labels of the random effects.
     dropped_rows : tuple
@@ -129,6 +115,11 @@ class Design:
     z_columns: IntArray
     effect_component: IntArray
     effect_names: tuple[str, ...]
+    layout: ParameterLayout
+    term_offsets: IntArray
+    offset: FloatArray
+    z_values: FloatArray | None = None
+    weights: FloatArray | None = None
     dropped_rows: tuple[Any, ...] = ()
     dropped_positions: tuple[int, ...] = ()
 
@@ -144,8 +135,8 @@ class Design:
 
     @property
     def n_components(self) -> int:
-        """Number of variance components ``T``."""
-        return len(self.varcomps_names)
+        """Number of random-effect parameters (R glmm's ``T`` variance components)."""
+        return self.layout.n_random
 
     @property
     def n_effects(self) -> int:
@@ -159,122 +150,62 @@ class Design:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """Names of ``theta = (beta, nu)``: fixed effects, then variance components."""
-        return self.fixed_names + self.varcomps_names
+        """Names of ``theta = (beta, psi)``: fixed effects, then the terms' parameters."""
+        return self.layout.names
+
+    def level_effects(self, t: int) -> IntArray:
+        """Design-order effects of term ``t``: shape (levels, columns)."""
+        term = self.random_terms[t]
+        return (self.term_offsets[t]
+                + np.arange(term.n_effects, dtype=np.intp).reshape(term.n_levels, -1))
 
     def z_matrix(self) -> sp.csr_matrix:
-        """Return the random-effects design ``Z`` (n x q) as a sparse 0/1 matrix."""
+        """Return the random-effects design ``Z`` (n x q) as a sparse matrix."""
         n, k = self.z_columns.shape
         rows = np.repeat(np.arange(n), k)
-        data = np.ones(n * k)
+        data = np.ones(n * k) if self.z_values is None else self.z_values.ravel()
         return sp.csr_matrix(
             (data, (rows, self.z_columns.ravel())), shape=(n, self.n_effects)
         )
 
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for ``u`` of shape (..., q), a gather-and-add (shape (..., n))."""
-        return z_gather(self.z_columns, u)
+        return z_gather(self.z_columns, u, self.z_values)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
         """Return ``Z^T r`` for an n-vector ``r`` (a scatter-add, shape (q,))."""
-        return zt_scatter(self.z_columns, r, self.n_effects)
+        return zt_scatter(self.z_columns, r, self.n_effects, self.z_values)
 
 
-def z_gather(z_columns: IntArray, u: FloatArray) -> FloatArray:
-    """``Z u`` for the 0/1 design whose row i has ones in columns ``z_columns[i]``.
+def z_gather(
+    z_columns: IntArray, u: FloatArray, z_values: FloatArray | None = None
+) -> FloatArray:
+    """``Z u`` for the design whose row i has entries ``z_values[i]`` (default 1) in
+    columns ``z_columns[i]``.
 
-    ``u`` has shape (..., q); the result (..., n). Each random formula contributes one
+    ``u`` has shape (..., q); the result (..., n). Each (term, column) contributes one
     gather, so this costs K passes over an (..., n) array and never a matrix product.
     """
-    out = np.take(u, z_columns[:, 0], axis=-1)
+    if z_values is None:
+        out = np.take(u, z_columns[:, 0], axis=-1)
+        for k in range(1, z_columns.shape[1]):
+            out += np.take(u, z_columns[:, k], axis=-1)
+        return out
+    out = np.take(u, z_columns[:, 0], axis=-1) * z_values[:, 0]
     for k in range(1, z_columns.shape[1]):
-        out += np.take(u, z_columns[:, k], axis=-1)
+        out += np.take(u, z_columns[:, k], axis=-1) * z_values[:, k]
     return out
 
 
-def zt_scatter(z_columns: IntArray, r: FloatArray, n_effects: int) -> FloatArray:
+def zt_scatter(
+    z_columns: IntArray, r: FloatArray, n_effects: int, z_values: FloatArray | None = None
+) -> FloatArray:
     """``Z^T r`` for an n-vector ``r`` and the design of :func:`z_gather`: a q-vector."""
     out = np.zeros(n_effects)
     for k in range(z_columns.shape[1]):
-        out += np.bincount(z_columns[:, k], weights=r, minlength=n_effects)
+        weights = r if z_values is None else r * z_values[:, k]
+        out += np.bincount(z_columns[:, k], weights=weights, minlength=n_effects)
     return out
-
-
-def _as_list(value: Any, name: str, example: str) -> list[Any]:
-    if isinstance(value, str | bytes) or not isinstance(
-        value, Sequence | np.ndarray | pd.Series | pd.Index
-    ):
-        raise ArgumentTypeError(
-            f"{name} must be a sequence, e.g. {example}, not {type(value).__name__}"
-        )
-    return list(value)
-
-
-def _check_varcomps(
-    n_formulas: int,
-    varcomps_equal: Sequence[int] | None,
-    varcomps_names: Sequence[str] | None,
-    random_terms_names: Sequence[str],
-    fixed_names: Sequence[str] = (),
-) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    if varcomps_equal is None:
-        equal = tuple(range(1, n_formulas + 1))
-    else:
-        equal_list = _as_list(varcomps_equal, "varcomps_equal", "[1, 2, 1]")
-        if len(equal_list) != n_formulas:
-            raise ArgumentError(
-                f"varcomps_equal has {len(equal_list)} entries but there are {n_formulas} "
-                "random formulas; give one variance-component number per formula"
-            )
-        if not all(isinstance(e, int | np.integer) and not isinstance(e, bool | np.bool_)
-                   for e in equal_list):
-            raise ArgumentTypeError(
-                f"varcomps_equal must hold integers 1..T, got {equal_list!r}"
-            )
-        first_seen: list[int] = []
-        for e in equal_list:
-            if int(e) not in first_seen:
-                first_seen.append(int(e))
-        if first_seen != list(range(1, len(first_seen) + 1)):
-            raise ArgumentError(
-                f"varcomps_equal {[int(e) for e in equal_list]!r} must number the variance "
-                "components 1, 2, ..., T in order of first appearance (e.g. [1, 2, 1])"
-            )
-        equal = tuple(int(e) for e in equal_list)
-    n_components = max(equal)
-    if varcomps_names is None:
-        names = tuple(
-            "/".join(random_terms_names[k] for k in range(n_formulas) if equal[k] == t)
-            for t in range(1, n_components + 1)
-        )
-    else:
-        if isinstance(varcomps_names, str):
-            varcomps_names = [varcomps_names]
-        name_list = _as_list(varcomps_names, "varcomps_names", "['F', 'M']")
-        if not all(isinstance(name, str) for name in name_list):
-            raise ArgumentTypeError(f"varcomps_names must be strings, got {name_list!r}")
-        names = tuple(name_list)
-        if len(names) != n_components:
-            raise ArgumentError(
-                f"varcomps_names has {len(names)} name(s) but the model has {n_components} "
-                "variance component(s); give one name per distinct value of varcomps_equal"
-            )
-        if any(not name.strip() for name in names):
-            raise ArgumentError(f"varcomps_names must not be empty strings, got {list(names)}")
-    if len(set(names)) != len(names):
-        raise ArgumentError(
-            f"varcomps_names must be distinct, got {list(names)}; name every variance "
-            "component differently (the same grouping factor in two formulas needs "
-            "explicit varcomps_names, or varcomps_equal to tie them)"
-        )
-    clash = [name for name in names if name in fixed_names]
-    if clash:
-        raise ArgumentError(
-            f"variance component name(s) {clash} are also fixed-effect names; every "
-            "parameter needs its own name: give distinct varcomps_names"
-        )
-    return equal, names
-
 
 
 def build_design(
@@ -286,6 +217,8 @@ def build_design(
     varcomps_names: Sequence[str] | None = None,
     varcomps_equal: Sequence[int] | None = None,
     na_action: str = "raise",
+    offset: Any = None,
+    weights: Any = None,
 ) -> Design:
     """Build the :class:`Design` of a GLMM from formulas and data.
 
@@ -312,6 +245,12 @@ def build_design(
         Names of the variance components and the component of each random formula.
     na_action : {"raise", "drop"}
         What to do with rows that have missing values in a column the model uses.
+    offset : array-like or str, optional
+        A known term added to the linear predictor: one value per row, or the name of
+        a column.
+    weights : array-like or str, optional
+        Prior weights multiplying each observation's conditional log-density (R glmm
+        1.4's ``weights``): non-negative, one per row, or a column name.
 
     Returns
     -------
@@ -341,6 +280,7 @@ def build_design(
             f"{type(family).__name__}"
         )
     frame = as_frame(data)
+    given, n_given = frame, len(frame)
     if len(frame) == 0:
         raise DataError("data has no rows: there is nothing to fit (check the filtering)")
     response_columns, rhs = parse_fixed(fixed)
@@ -365,8 +305,10 @@ def build_design(
     for formula, grouping in zip(random_list, groupings, strict=True):
         require_columns(frame, list(grouping), formula)
 
+    extra = [v for v in (offset, weights) if isinstance(v, str)]
+    require_columns(frame, extra, "offset/weights")
     used = list(dict.fromkeys(
-        response_columns + fixed_variables + [c for g in groupings for c in g]
+        response_columns + fixed_variables + [c for g in groupings for c in g] + extra
     ))
     frame = frame.loc[:, used].copy()
     check_fixed_columns(frame, fixed_variables, fixed)
@@ -425,35 +367,25 @@ def build_design(
     if degenerate is None:
         check_separation(x, fixed_names, fixed, family, y, trials)
 
-    terms = []
-    for formula, grouping in zip(random_list, groupings, strict=True):
-        codes, levels = factor_codes(frame, grouping, formula)
-        terms.append(RandomTerm(formula, grouping, levels, codes))
+    terms = list_form_terms(frame, random_list, groupings)
     equal, names = _check_varcomps(
         len(terms), varcomps_equal, varcomps_names, [t.name for t in terms], fixed_names
     )
-
-    # u is ordered by variance component, then formula, then level (ALGORITHM.md 1.3)
-    z_columns = np.empty((len(frame), len(terms)), dtype=np.intp)
-    effect_component: list[int] = []
-    effect_names: list[str] = []
-    offset = 0
-    for t in range(1, len(names) + 1):
-        for k, term in enumerate(terms):
-            if equal[k] != t:
-                continue
-            z_columns[:, k] = offset + term.codes
-            effect_component.extend([t - 1] * len(term.levels))
-            effect_names.extend(f"{term.name}:{level}" for level in term.levels)
-            offset += len(term.levels)
-    if offset > len(frame):
+    random_part = assemble_random(terms, equal, names, fixed_names)
+    q = random_part.effect_component.size
+    if q > len(frame):
         warnings.warn(
-            f"the model has {offset} random effects (levels of the grouping factors) for "
+            f"the model has {q} random effects (levels of the grouping factors) for "
             f"{len(frame)} observations; the variance components are weakly identified "
             "and their estimates unreliable",
             DataWarning,
             stacklevel=3,
         )
+    kept = np.setdiff1d(np.arange(n_given), np.asarray(dropped_positions, dtype=np.intp))
+    offset_vector = (np.zeros(len(frame)) if offset is None
+                     else observation_vector(offset, "offset", given, kept))
+    weight_vector = None if weights is None else observation_vector(
+        weights, "weights", given, kept, nonnegative=True)
     return Design(
         fixed_formula=fixed,
         random_formulas=tuple(random_list),
@@ -462,12 +394,17 @@ def build_design(
         trials=trials,
         x=x,
         fixed_names=fixed_names,
-        random_terms=tuple(terms),
+        random_terms=random_part.terms,
         varcomps_equal=equal,
         varcomps_names=names,
-        z_columns=z_columns,
-        effect_component=np.asarray(effect_component, dtype=np.intp),
-        effect_names=tuple(effect_names),
+        z_columns=random_part.z_columns,
+        z_values=random_part.z_values,
+        effect_component=random_part.effect_component,
+        effect_names=random_part.effect_names,
+        layout=random_part.layout,
+        term_offsets=random_part.term_offsets,
+        offset=offset_vector,
+        weights=weight_vector,
         dropped_rows=dropped,
         dropped_positions=dropped_positions,
     )

@@ -76,8 +76,13 @@ class Family(ABC):
         """Return the variance function :math:`c''(\\eta)`."""
         return self.mean_variance(eta, trials)[1]
 
-    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
-        """Return the part of the log-likelihood that does not depend on the parameters."""
+    def loglik_constant(
+        self, y: FloatArray, trials: FloatArray, weights: FloatArray | None = None
+    ) -> float:
+        """Return the part of the log-likelihood that does not depend on the parameters.
+
+        With ``weights`` each observation's constant is multiplied by its weight.
+        """
         return 0.0
 
     @abstractmethod
@@ -281,9 +286,11 @@ class Binomial(Family):
         variance = trials * _logistic_variance(e)
         return terms, trials * mean, variance
 
-    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
+    def loglik_constant(
+        self, y: FloatArray, trials: FloatArray, weights: FloatArray | None = None
+    ) -> float:
         log_choose = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
-        return float(np.sum(log_choose))
+        return float(np.sum(log_choose if weights is None else weights * log_choose))
 
     def check_response(
         self,
@@ -347,8 +354,11 @@ class Poisson(Family):
         mean = np.exp(capped)
         return y * capped - mean, mean, mean
 
-    def loglik_constant(self, y: FloatArray, trials: FloatArray) -> float:
-        return float(-np.sum(gammaln(y + 1.0)))
+    def loglik_constant(
+        self, y: FloatArray, trials: FloatArray, weights: FloatArray | None = None
+    ) -> float:
+        log_factorial = gammaln(y + 1.0)
+        return float(-np.sum(log_factorial if weights is None else weights * log_factorial))
 
     def check_response(
         self,

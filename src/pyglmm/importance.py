@@ -140,7 +140,7 @@ def conditional_mode(
 ) -> tuple[FloatArray, BlockCholesky]:
     """Mode of the random effects given ``theta`` and the curvature there.
 
-    Maximises ``sum_i [y_i eta_i - c(eta_i)] - 1/2 sum_j u_j^2 / nu_t(j)`` over ``u`` by
+    Maximises ``sum_i w_i [y_i eta_i - c(eta_i)] - 1/2 u^T D(psi)^{-1} u`` over ``u`` by
     Newton's method with step halving (ALGORITHM.md 12.2); the negative Hessian is
     block-diagonal over the blocks.
 
@@ -148,7 +148,7 @@ def conditional_mode(
     ----------
     problem : Problem
     beta, nu : ndarray
-        The parameters.
+        The parameters: fixed effects and the random-effect parameters ``psi``.
     start : ndarray, optional
         Starting point (block order), e.g. the mode at a nearby ``theta``.
     tol : float
@@ -167,18 +167,19 @@ def conditional_mode(
     cholesky : BlockCholesky
         Factors of the negative Hessian ``Z^T diag(c''(eta)) Z + D^{-1}`` at the mode.
     """
-    prior_precision = 1.0 / problem.effect_variances(nu)
-    offset = problem.x @ beta
+    prior = problem.prior_at(nu)
+    layout = problem.prior
+    off = prior.off_precision if layout.off_a.size else None
+    offset = problem.offset + problem.x @ beta
     u = np.zeros(problem.n_effects) if start is None else np.array(start, dtype=np.float64)
 
     def objective(v: FloatArray, eta: FloatArray | None = None) -> float:
         eta = offset + problem.z_times(v) if eta is None else eta
-        terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
-        return float(terms.sum() - 0.5 * np.dot(v * prior_precision, v))
+        return problem.data_loglik(eta) - 0.5 * prior.quadratic(layout, v)
 
     def gradient_at(v: FloatArray, eta: FloatArray) -> FloatArray:
-        mean = problem.family.mean_variance(eta, problem.trials)[0]
-        return problem.zt_times(problem.y - mean) - prior_precision * v
+        resid = problem.residual_variance(eta)[0]
+        return problem.zt_times(resid) - prior.times(layout, v)
 
     value = objective(u)
     converged = False
@@ -202,9 +203,9 @@ def conditional_mode(
             gradient = gradient_at(u, trial_eta)
     for _ in range(0 if converged else max_iter):
         eta = offset + problem.z_times(u)
-        mean, variance = problem.family.mean_variance(eta, problem.trials)
-        gradient = problem.zt_times(problem.y - mean) - prior_precision * u
-        precision = problem.precision(variance, prior_precision)
+        resid, variance = problem.residual_variance(eta)
+        gradient = problem.zt_times(resid) - prior.times(layout, u)
+        precision = problem.precision(variance, prior.diag_precision, off_diagonal=off)
         chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
         step = chol.solve(gradient)
         decrement = float(np.dot(step, gradient))
@@ -224,8 +225,8 @@ def conditional_mode(
             break  # no ascent possible in floating point: u is the mode
         u, value = trial, trial_value
     eta = offset + problem.z_times(u)
-    variance = problem.family.variance(eta, problem.trials)
-    precision = problem.precision(variance, prior_precision)
+    variance = problem.residual_variance(eta)[1]
+    precision = problem.precision(variance, prior.diag_precision, off_diagonal=off)
     return u, BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
 
 
@@ -237,8 +238,8 @@ def mode_slope(
     From the mode's equation ``Z^T (y - c'(eta)) - D^{-1} u = 0``:
     ``du/dbeta = -H^{-1} Z^T diag(c''(eta)) X`` with ``H`` factored in ``chol``.
     """
-    eta = problem.x @ beta + problem.z_times(mode)
-    weighted_x = problem.family.variance(eta, problem.trials)[:, None] * problem.x
+    eta = problem.eta(beta, mode)
+    weighted_x = problem.residual_variance(eta)[1][:, None] * problem.x
     ztvx = np.stack([problem.zt_times(weighted_x[:, j]) for j in range(problem.n_fixed)], 1)
     return -solve_columns(chol, ztvx)
 
@@ -257,8 +258,11 @@ def glmm_mixture(
     ----------
     problem : Problem
     beta_star : ndarray, shape (p,)
-    variances_star : ndarray, shape (T,)
-        The clamped centre variances ``D*`` per component.
+    variances_star : ndarray
+        The centre's random-effect parameters ``psi*`` (variances clamped). The
+        mixture's t and first normal use the diagonal of ``D(psi*)`` (R's ``D*``; for
+        correlated terms the correlations are left out of those components, which
+        keeps them valid proposals); the third uses the full prior precision.
     u_star : ndarray, shape (q,)
         Block-ordered centre of the normal components.
     p : (p1, p2, p3)
@@ -266,15 +270,18 @@ def glmm_mixture(
     zeta : float
         Degrees of freedom of the t component.
     """
-    sd = np.sqrt(problem.effect_variances(variances_star))
-    eta = problem.x @ beta_star + problem.z_times(u_star)
-    variance = problem.family.variance(eta, problem.trials)
+    prior = problem.prior_at(variances_star)
+    sd = np.sqrt(prior.variances)
+    eta = problem.eta(beta_star, u_star)
+    variance = problem.residual_variance(eta)[1]
     candidates = [
         Component(np.zeros(problem.n_effects), sd, None, float(zeta)),
         Component(u_star, sd, None, None),
     ]
     if p[2] > 0:
-        precision = problem.precision(variance, 1.0 / sd**2)
+        off = prior.off_precision if problem.prior.off_a.size else None
+        diagonal = 1.0 / sd**2 if off is None else prior.diag_precision
+        precision = problem.precision(variance, diagonal, off_diagonal=off)
         chol = BlockCholesky.from_blocks(problem.groups, precision, problem.blocks.n_blocks)
         candidates.append(Component(u_star, None, chol, None))
     kept = [(float(pj), comp) for pj, comp in zip(p, candidates, strict=False) if pj > 0]

@@ -42,6 +42,8 @@ _POISSON_ETA_MAX = 300.0
 def _fused_pass_kernel(
     source: FloatArray,
     columns: IntArray,
+    values: FloatArray,
+    weights: FloatArray,
     xb: FloatArray,
     y: FloatArray,
     trials: FloatArray,
@@ -56,6 +58,8 @@ def _fused_pass_kernel(
     m = source.shape[0]
     n, n_columns = columns.shape
     p = x.shape[1]
+    has_values = values.shape[0] > 0
+    has_weights = weights.shape[0] > 0
     for k in numba.prange(m):
         for b in range(n_blocks):
             loglik[k, b] = 0.0
@@ -73,15 +77,24 @@ def _fused_pass_kernel(
                 product = 1.0
                 run = 0
                 current = b
-            eta = source[k, columns[i, 0]]  # summed in z_gather's order, then X beta
-            for c in range(1, n_columns):
-                eta += source[k, columns[i, c]]
+            if has_values:  # summed in z_gather's order, then X beta
+                eta = source[k, columns[i, 0]] * values[i, 0]
+                for c in range(1, n_columns):
+                    eta += source[k, columns[i, c]] * values[i, c]
+            else:
+                eta = source[k, columns[i, 0]]
+                for c in range(1, n_columns):
+                    eta += source[k, columns[i, c]]
             eta += xb[i]
+            w = weights[i] if has_weights else 1.0
             if family_code == 2:
                 if eta > _POISSON_ETA_MAX:
                     eta = _POISSON_ETA_MAX
                 mean = exp(eta)
-                linear += y[i] * eta - mean
+                if has_weights:
+                    linear += w * (y[i] * eta - mean)
+                else:
+                    linear += y[i] * eta - mean
                 var = mean
             else:
                 e = exp(-abs(eta))
@@ -91,15 +104,24 @@ def _fused_pass_kernel(
                 var = e * inv * inv
                 positive = eta if eta > 0.0 else 0.0
                 if family_code == 0:
-                    linear += y[i] * eta - positive
-                    product *= one_plus_e
-                    run += 1
+                    if has_weights:
+                        linear += w * (y[i] * eta - positive - log(one_plus_e))
+                    else:
+                        linear += y[i] * eta - positive
+                        product *= one_plus_e
+                        run += 1
                 else:
                     n_i = trials[i]
-                    linear += y[i] * eta - n_i * (positive + log(one_plus_e))
+                    if has_weights:
+                        linear += w * (y[i] * eta - n_i * (positive + log(one_plus_e)))
+                    else:
+                        linear += y[i] * eta - n_i * (positive + log(one_plus_e))
                     mean *= n_i
                     var *= n_i
             resid = y[i] - mean
+            if has_weights:
+                resid *= w
+                var *= w
             for j in range(p):
                 scores[k, b, j] += resid * x[i, j]
             variance[k, i] = var
@@ -116,6 +138,8 @@ def fused_pass_numpy(
     x: FloatArray,
     obs_starts: IntArray,
     z_columns: IntArray | None = None,
+    z_values: FloatArray | None = None,
+    weights: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Reference implementation of :func:`fused_pass` with numpy (any family).
 
@@ -126,11 +150,13 @@ def fused_pass_numpy(
     variance : ndarray, shape (m, n)
     """
     if z_columns is not None:
-        zu = z_gather(z_columns, zu)
+        zu = z_gather(z_columns, zu, z_values)
     eta = zu + xb
     terms, mean, variance = family.all_terms(eta, y, trials)
-    loglik = np.add.reduceat(terms, obs_starts, axis=1)
     resid = y - mean
+    if weights is not None:
+        terms, resid, variance = terms * weights, resid * weights, variance * weights
+    loglik = np.add.reduceat(terms, obs_starts, axis=1)
     bounds = np.append(obs_starts, y.size)
     scores = np.empty((zu.shape[0], obs_starts.size, x.shape[1]))
     for b in range(obs_starts.size):
@@ -149,16 +175,23 @@ def fused_pass(
     obs_block: IntArray,
     obs_starts: IntArray,
     z_columns: IntArray | None = None,
+    z_values: FloatArray | None = None,
+    weights: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per-block log-likelihoods, scores and variances of a chunk (see module doc).
 
     ``zu`` is ``Z u_k`` (m, n), or with ``z_columns`` (n, K) the draws ``u_k`` (m, q)
     themselves: the kernel then gathers ``Z u_k`` as it goes, which saves writing and
     reading an m x n array (a third of an evaluation at n = 10^5, BENCHMARKS.md).
+    ``z_values`` (n, K) are the entries of ``Z`` for random slopes (None: ones; only
+    with ``z_columns``), and ``weights`` (n,) multiply each observation's log-density,
+    score and variance (R glmm's prior weights; None: ones). Weighted Bernoulli rows
+    take one ``log`` each (the run product needs unit weights).
     """
     code = KERNEL_CODES.get(type(family))
     if code is None:
-        return fused_pass_numpy(family, zu, xb, y, trials, x, obs_starts, z_columns)
+        return fused_pass_numpy(family, zu, xb, y, trials, x, obs_starts, z_columns,
+                                z_values, weights)
     m, n = zu.shape[0], y.size
     # Z = I when ``zu`` is given: one index per observation, O(n) against O(m n)
     columns = np.arange(n, dtype=np.intp)[:, None] if z_columns is None else z_columns
@@ -166,8 +199,12 @@ def fused_pass(
     loglik = np.empty((m, n_blocks))
     scores = np.empty((m, n_blocks, x.shape[1]))
     variance = np.empty((m, n))
+    values = (np.zeros((0, 1)) if z_values is None or z_columns is None
+              else np.ascontiguousarray(z_values, dtype=np.float64))
+    obs_weights = np.zeros(0) if weights is None else np.ascontiguousarray(weights, np.float64)
     _fused_pass_kernel(
-        np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), xb, y,
+        np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), values,
+        obs_weights, xb, y,
         trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores, variance,
     )
     return loglik, scores, variance

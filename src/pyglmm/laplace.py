@@ -66,13 +66,16 @@ def laplace_loglik(
     ``start`` and ``factor`` warm-start the mode (:func:`conditional_mode`).
     """
     mode, chol = conditional_mode(problem, beta, nu, start=start, tol=tol, factor=factor)
-    eta = problem.x @ beta + problem.z_times(mode)
-    data_part = float(problem.family.loglik_terms(eta, problem.y, problem.trials).sum())
-    variances = problem.effect_variances(nu)
+    prior = problem.prior_at(nu)
+    if problem.prior.off_a.size:
+        quadratic, log_det = prior.quadratic(problem.prior, mode), prior.log_det
+    else:  # D diagonal: effect by effect
+        quadratic = float(np.sum(mode**2 / prior.variances))
+        log_det = float(np.sum(np.log(prior.variances)))
     value = (
-        data_part
-        - 0.5 * float(np.sum(mode**2 / variances))
-        - 0.5 * float(np.sum(np.log(variances)))
+        problem.data_loglik(problem.eta(beta, mode))
+        - 0.5 * quadratic
+        - 0.5 * log_det
         - float(chol.half_log_det.sum())
         + problem.loglik_constant
     )
@@ -80,7 +83,11 @@ def laplace_loglik(
 
 
 def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> LaplaceFit:
-    """Maximise the Laplace approximation over ``(beta, log nu)`` from ``(beta0, nu0)``.
+    """Maximise the Laplace approximation over ``beta`` and unconstrained ``psi``.
+
+    The random-effect parameters are optimised in the layout's unconstrained
+    coordinates (:meth:`pyglmm.layout.ParameterLayout.to_unconstrained`: log variances,
+    log-Cholesky factors of unstructured terms), with bounds on the logs.
 
     Parameters
     ----------
@@ -93,26 +100,37 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     LaplaceFit
     """
     p = problem.n_fixed
+    params = problem.params
     warm: dict[str, tuple[FloatArray, BlockCholesky]] = {}
 
-    def negative(params: FloatArray) -> float:
+    layout = params
+
+    def negative(x: FloatArray) -> float:
         # warm-started: the mode is solved to rounding error (a final full Newton step,
         # or chord steps to a decrement of 1e-20), so the value is a pure function of
         # the parameters, as L-BFGS-B's finite differences need
         start, factor = warm.get("last", (None, None))
         value, mode, chol = laplace_loglik(
-            problem, params[:p], np.exp(params[p:]), start=start, factor=factor
+            problem, x[:p], layout.from_unconstrained(x[p:]), start=start, factor=factor
         )
         if not np.isfinite(value):
             return np.inf
         warm["last"] = (mode, chol)
         return -value
 
-    start = np.concatenate([beta0, np.log(np.maximum(nu0, 1e-4))])
-    bounds = [(None, None)] * p + [(LOG_NU_MIN, np.log(1e6))] * nu0.size
+    start = np.concatenate([beta0, layout.to_unconstrained(layout.floor_variances(nu0, 1e-4))])
+    logs = layout.unconstrained_is_log_variance()
+    scale = np.ones(layout.n_random)  # a Cholesky diagonal's log is half a variance's
+    for structure, index in zip(layout.structures, layout.term_index, strict=True):
+        if not structure.is_diagonal:
+            scale[index] = 0.5
+    bounds = [(None, None)] * p + [
+        (LOG_NU_MIN * sc, np.log(1e6) * sc) if is_log else (None, None)
+        for is_log, sc in zip(logs, scale, strict=True)
+    ]
     res = minimize(negative, start, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
-    beta, nu = res.x[:p], np.exp(res.x[p:])
+    beta, nu = res.x[:p], layout.from_unconstrained(res.x[p:])
     last_mode, last_factor = warm.get("last", (None, None))
     value, mode, _ = laplace_loglik(problem, beta, nu, start=last_mode, factor=last_factor)
     return LaplaceFit(beta=beta, nu=nu, loglik=value, mode=mode, converged=bool(res.success))

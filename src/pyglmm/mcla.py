@@ -28,11 +28,10 @@ from numpy.typing import NDArray
 
 from .importance import ImportanceSampler
 from .kernels import fused_pass
+from .prior import PriorAt
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,9 @@ class ChunkSample:
     """The theta-free part of one chunk of the importance sample."""
 
     zu: FloatArray  # (m_j, n) Z u_k, observations in block order; or, with ``u``, empty
-    sumsq: FloatArray  # (m_j, B, T) per block and component sums of u^2
+    stats: FloatArray  # (m_j, B, S) per block the prior's statistics (sums of u_a u_b)
     log_h: FloatArray  # (m_j, B) log proposal density per block
-    proj: FloatArray | None = None  # (m_j, B, T, p) sum_j u_kj A_j over (block, component)
+    proj: FloatArray | None = None  # (m_j, B, S, p) their projections on the shift
     u: FloatArray | None = None  # (m_j, q) the draws, when Z u is gathered in the kernel
 
     @property
@@ -64,44 +63,32 @@ class EffectShift:
     the Monte Carlo error in directions where fixed and random effects are confounded
     (an intercept against the mean of the random effects). With ``A = 0`` everything
     reduces to ALGORITHM.md 4. Derivatives stay in closed form: ``eta`` gains
-    ``Z A d``, the fixed design becomes ``X + Z A``, and ``S_t(u)`` is quadratic in
-    ``d`` through the per-chunk projections ``sum_j w_kj A_j``.
+    ``Z A d``, the fixed design becomes ``X + Z A``, and every statistic of the prior
+    (a sum of products ``u_a u_b``) is quadratic in ``d`` through the per-chunk
+    projections (:meth:`pyglmm.prior.PriorLayout.projections`).
     """
 
     slope: FloatArray  # (q, p) block order
     beta0: FloatArray  # (p,)
     x_tilde: FloatArray  # (n, p) X + Z A, observations in block order
     z_slope: FloatArray  # (n, p) Z A
-    gram: FloatArray  # (B, T, p, p) sum over (block, component) of A_j A_j^T
+    gram: FloatArray  # (B, S, p, p) quadratic part of each statistic
 
     @classmethod
     def build(cls, problem: Problem, slope: FloatArray, beta0: FloatArray) -> EffectShift:
         """Precompute the theta-free pieces of a shift with slope ``A`` at ``beta0``."""
         z_slope = problem.z_times(slope.T).T
-        outer = slope[:, :, None] * slope[:, None, :]
         return cls(
             slope=slope,
             beta0=np.asarray(beta0, dtype=np.float64),
             x_tilde=problem.x + z_slope,
             z_slope=z_slope,
-            gram=_by_segment(problem, np.add.reduceat(
-                outer, problem.blocks.segment_starts, axis=0)[None])[0],
+            gram=problem.prior.gram(slope),
         )
 
     def projections(self, problem: Problem, u: FloatArray) -> FloatArray:
-        """``sum_{j in (b, t)} u_kj A_j`` for every draw: shape (m, B, T, p)."""
-        prod = u[:, :, None] * self.slope[None, :, :]
-        return _by_segment(problem, np.add.reduceat(prod, problem.blocks.segment_starts, axis=1))
-
-
-def _by_segment(problem: Problem, per_segment: FloatArray) -> FloatArray:
-    """Scatter (m, S, ...) segment sums into (m, B, T, ...)."""
-    blocks = problem.blocks
-    out = np.zeros(
-        (per_segment.shape[0], blocks.n_blocks, problem.n_components, *per_segment.shape[2:])
-    )
-    out[:, blocks.segment_block, blocks.segment_component] = per_segment
-    return out
+        """Projections of every draw's statistics on the shift: shape (m, B, S, p)."""
+        return problem.prior.projections(u, self.slope)
 
 
 @dataclass(frozen=True)
@@ -114,12 +101,12 @@ class ChunkRecord:
     score_sum: FloatArray  # (B, P) sum e^{b-a} g
     score_scatter: FloatArray  # (B, P, P) sum e^{b-a} (g - gbar)(g - gbar)^T
     variance_sum: FloatArray  # (n,) sum e^{b-a} c''(eta), scaled by each row's block
-    nu_curvature_sum: FloatArray  # (B, T) sum e^{b-a} (q/(2 nu^2) - S/nu^3)
+    stat_sum: FloatArray  # (B, S) sum e^{b-a} s (the prior's statistics)
     sq_weight_sum: FloatArray  # (B,) sum e^{2(b-a)}
     sq_score_sum: FloatArray  # (B, P)
     sq_score_outer: FloatArray  # (B, P, P)
     top_log_weights: FloatArray  # (B, <= n_top) largest log-weights, for Pareto k
-    beta_nu_sum: FloatArray | None = None  # (B, p, T) sum e^{b-a} d(S/2)/d beta
+    beta_stat_sum: FloatArray | None = None  # (B, p, S) sum e^{b-a} d(s/2)/d beta
 
 
 @dataclass(frozen=True)
@@ -181,7 +168,7 @@ def chunk_from_draws(
     """The theta-free part of a chunk of block-ordered draws ``u``."""
     return ChunkSample(
         zu=problem.z_times(u) if with_zu else np.empty((0, 0)),
-        sumsq=problem.blocks.component_sums(u * u),
+        stats=problem.prior.statistics(u),
         log_h=sampler.log_density(u, problem),
         proj=None if shift is None else shift.projections(problem, u),
     )
@@ -243,53 +230,58 @@ class MCLAObjective:
         self.n_draws = sum(self.chunk_sizes)
         self.n_top = max(tail_size(self.n_draws), 1)
         self._reducer = _BlockReducer(problem)
-        counts = problem.blocks.component_counts.astype(np.float64)  # (B, T)
-        self._counts = counts
-        self._block_sizes = counts.sum(axis=1)
+        self._prior_at: tuple[bytes, PriorAt] | None = None
         self.n_evaluations = 0
         self.fused_pass = fused_pass
 
     # -- one chunk -------------------------------------------------------------------
+    def prior_at(self, theta: FloatArray) -> PriorAt:
+        """The prior's coefficients at ``theta`` (kept for the last ``theta``)."""
+        key = np.asarray(theta, dtype=np.float64).tobytes()
+        if self._prior_at is None or self._prior_at[0] != key:
+            self._prior_at = (key, self.problem.prior_at(self.problem.params.psi(theta)))
+        return self._prior_at[1]
+
     def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
-        """Compute the record of one chunk at ``theta`` (``nu`` must be positive)."""
+        """Compute the record of one chunk at ``theta`` (which must be feasible)."""
         problem = self.problem
         p = problem.n_fixed
-        beta, nu = theta[:p], theta[p:]
+        beta = problem.params.beta(theta)
+        prior = self.prior_at(theta)
         shift = self.shift
         prior_grad = None
         if shift is None:
-            x_fit, offset, sumsq = problem.x, problem.x @ beta, chunk.sumsq
+            x_fit, offset, stats = problem.x, problem.offset + problem.x @ beta, chunk.stats
         else:
             assert chunk.proj is not None
             d = beta - shift.beta0
-            gram_d = shift.gram @ d  # (B, T, p)
-            x_fit, offset = shift.x_tilde, problem.x @ beta + shift.z_slope @ d
-            sumsq = chunk.sumsq + 2.0 * (chunk.proj @ d) + (gram_d @ d)[None]
-            prior_grad = chunk.proj + gram_d[None]  # d(S_t / 2) / d beta, (m, B, T, p)
+            gram_d = shift.gram @ d  # (B, S, p)
+            x_fit = shift.x_tilde
+            offset = problem.offset + problem.x @ beta + shift.z_slope @ d
+            stats = chunk.stats + 2.0 * (chunk.proj @ d) + (gram_d @ d)[None]
+            prior_grad = chunk.proj + gram_d[None]  # d(s / 2) / d beta, (m, B, S, p)
         gather = chunk.u is not None
         loglik, fixed_scores, variance = self.fused_pass(
             problem.family, chunk.u if chunk.u is not None else chunk.zu, offset,
             problem.y, problem.trials, x_fit, problem.blocks.obs_block,
             problem.blocks.obs_starts, problem.z_columns if gather else None,
+            problem.z_values if gather else None, problem.weights,
         )
-        log_prior = (
-            -0.5 * (self._block_sizes * _LOG_2PI + self._counts @ np.log(nu))
-            - 0.5 * (sumsq @ (1.0 / nu))
-        )
+        log_prior = prior.const - 0.5 * (stats @ prior.pi)
         log_weight = loglik + log_prior - chunk.log_h  # (m, B)
         top = log_weight.max(axis=0)
         weight = np.exp(log_weight - top)
         weight_sum = weight.sum(axis=0)
 
-        scores = np.empty((chunk.n_draws, problem.blocks.n_blocks, p + nu.size))
+        n_random = prior.score_stat.shape[1]
+        scores = np.empty((chunk.n_draws, problem.blocks.n_blocks, p + n_random))
         scores[:, :, :p] = fixed_scores
         if prior_grad is not None:
-            scores[:, :, :p] -= np.einsum("kbtp,t->kbp", prior_grad, 1.0 / nu)
-        scores[:, :, p:] = sumsq / (2.0 * nu**2) - self._counts / (2.0 * nu)
+            scores[:, :, :p] -= np.einsum("kbsp,s->kbp", prior_grad, prior.pi)
+        scores[:, :, p:] = stats @ prior.score_stat + prior.score_const
         score_sum = np.einsum("kb,kbi->bi", weight, scores)
         centred = scores - score_sum / weight_sum[:, None]
         score_scatter = _weighted_outer_sum(weight, centred)
-        curvature = self._counts / (2.0 * nu**2) - sumsq / nu**3
         sq_weight = weight * weight
         return ChunkRecord(
             n_draws=chunk.n_draws,
@@ -298,13 +290,13 @@ class MCLAObjective:
             score_sum=score_sum,
             score_scatter=score_scatter,
             variance_sum=self._reducer.weighted_column_sums(weight, variance),
-            nu_curvature_sum=np.einsum("kb,kbt->bt", weight, curvature),
+            stat_sum=np.einsum("kb,kbs->bs", weight, stats),
             sq_weight_sum=sq_weight.sum(axis=0),
             sq_score_sum=np.einsum("kb,kbi->bi", sq_weight, scores),
             sq_score_outer=_weighted_outer_sum(sq_weight, scores),
             top_log_weights=_largest(log_weight.T, self.n_top),
-            beta_nu_sum=None if prior_grad is None
-            else np.einsum("kb,kbtp->bpt", weight, prior_grad),
+            beta_stat_sum=None if prior_grad is None
+            else np.einsum("kb,kbsp->bps", weight, prior_grad),
         )
 
     # -- merging ---------------------------------------------------------------------
@@ -332,8 +324,7 @@ class MCLAObjective:
             + between,
             variance_sum=f1[obs_block] * first.variance_sum
             + f2[obs_block] * second.variance_sum,
-            nu_curvature_sum=f1[:, None] * first.nu_curvature_sum
-            + f2[:, None] * second.nu_curvature_sum,
+            stat_sum=f1[:, None] * first.stat_sum + f2[:, None] * second.stat_sum,
             sq_weight_sum=g1 * first.sq_weight_sum + g2 * second.sq_weight_sum,
             sq_score_sum=g1[:, None] * first.sq_score_sum + g2[:, None] * second.sq_score_sum,
             sq_score_outer=g1[:, None, None] * first.sq_score_outer
@@ -342,8 +333,9 @@ class MCLAObjective:
                 np.concatenate([first.top_log_weights, second.top_log_weights], axis=1),
                 self.n_top,
             ),
-            beta_nu_sum=None if first.beta_nu_sum is None or second.beta_nu_sum is None
-            else f1[:, None, None] * first.beta_nu_sum + f2[:, None, None] * second.beta_nu_sum,
+            beta_stat_sum=None if first.beta_stat_sum is None or second.beta_stat_sum is None
+            else f1[:, None, None] * first.beta_stat_sum
+            + f2[:, None, None] * second.beta_stat_sum,
         )
 
     # -- the objective -----------------------------------------------------------------
@@ -357,16 +349,17 @@ class MCLAObjective:
                 for j in range(len(self.chunk_sizes))]
 
     def evaluate(self, theta: FloatArray) -> Evaluation:
-        """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, nu)``.
+        """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, psi)``.
 
-        A non-positive variance component gives value ``-inf`` with zero
-        placeholders for the derivatives (ALGORITHM.md 4.4).
+        Outside the parameter space (a variance not positive, a covariance matrix not
+        positive definite) the value is ``-inf`` with zero placeholders for the
+        derivatives (ALGORITHM.md 4.4).
         """
         theta = np.asarray(theta, dtype=np.float64)
         problem = self.problem
         p, n_par = problem.n_fixed, theta.size
         n_blocks = problem.blocks.n_blocks
-        if np.any(theta[p:] <= 0) or not np.all(np.isfinite(theta)):
+        if not np.all(np.isfinite(theta)) or not problem.params.feasible(theta[p:]):
             return Evaluation(
                 value=-np.inf,
                 gradient=np.zeros(n_par),
@@ -397,11 +390,13 @@ class MCLAObjective:
         row_weights = total.variance_sum / s0[problem.blocks.obs_block]
         x_fit = problem.x if self.shift is None else self.shift.x_tilde
         hessian[:p, :p] -= x_fit.T @ (row_weights[:, None] * x_fit)
-        hessian[p:, p:] += np.diag((total.nu_curvature_sum / s0[:, None]).sum(axis=0))
-        if self.shift is not None and total.beta_nu_sum is not None:
-            nu = theta[p:]
-            hessian[:p, :p] -= np.einsum("btij,t->ij", self.shift.gram, 1.0 / nu)
-            cross = (total.beta_nu_sum / s0[:, None, None]).sum(axis=0) / nu**2  # (p, T)
+        prior = self.prior_at(theta)
+        mean_stats = (total.stat_sum / s0[:, None]).sum(axis=0)  # (S,)
+        hessian[p:, p:] += prior.hess_const + np.einsum("s,sij->ij", mean_stats, prior.hess_stat)
+        if self.shift is not None and total.beta_stat_sum is not None:
+            hessian[:p, :p] -= np.einsum("bsij,s->ij", self.shift.gram, prior.pi)
+            mean_grad = (total.beta_stat_sum / s0[:, None, None]).sum(axis=0)  # (p, S)
+            cross = -(mean_grad @ prior.dpi)  # (p, R)
             hessian[:p, p:] += cross
             hessian[p:, :p] += cross.T
         hessian = 0.5 * (hessian + hessian.T)

@@ -79,9 +79,9 @@ class ChunkStore:
         self.sampler = sampler
         self.seeds = list(seeds)
         self.sizes = list(sizes)
-        small = problem.blocks.n_blocks * (problem.n_components + 1)
+        small = problem.blocks.n_blocks * (problem.prior.n_stats + 1)
         if shift is not None:
-            small += problem.blocks.n_blocks * problem.n_components * problem.n_fixed
+            small += problem.blocks.n_blocks * problem.prior.n_stats * problem.n_fixed
         m = sum(self.sizes)
         if m * 8 * (problem.y.size + small) <= cache_bytes:
             self.mode = "chunks"

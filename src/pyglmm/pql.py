@@ -47,9 +47,11 @@ class PQLResult:
     ----------
     beta : ndarray, shape (p,)
         ``beta*``.
-    nu : ndarray, shape (T,)
-        ``nu* = sigma_hat^2`` before clamping (R's ``nu.pql``).
-    variances : ndarray, shape (T,)
+    nu : ndarray, shape (R,)
+        ``nu* = sigma_hat^2`` before clamping (R's ``nu.pql``), as random-effect
+        parameters ``psi`` (covariances 0: PQL fits each column's variance on its own,
+        a centre for the proposal and a start for the Laplace fit).
+    variances : ndarray, shape (R,)
         The clamped variances ``D*`` used by the importance distribution.
     u : ndarray, shape (q,)
         ``u* = A(sigma_clamped) s*``, block order.
@@ -81,26 +83,22 @@ class _InnerSolver:
 
     def penalised(self, beta: FloatArray, s: FloatArray, a: FloatArray) -> float:
         problem = self.problem
-        eta = problem.x @ beta + problem.z_times(a * s)
-        terms = problem.family.loglik_terms(eta, problem.y, problem.trials)
-        return float(terms.sum() - 0.5 * np.dot(s, s))
+        eta = problem.eta(beta, a * s)
+        return float(problem.data_loglik(eta) - 0.5 * np.dot(s, s))
 
     def mean_variance(
         self, beta: FloatArray, s: FloatArray, a: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Conditional means and variances of the responses at ``(beta, s)``."""
+        """Weighted residuals ``w (y - c'(eta))`` and variances ``w c''(eta)`` at ``(beta, s)``."""
         problem = self.problem
-        eta = problem.x @ beta + problem.z_times(a * s)
-        mean, variance = problem.family.mean_variance(eta, problem.trials)
-        return mean, variance
+        return problem.residual_variance(problem.eta(beta, a * s))
 
     def curvature(
         self, beta: FloatArray, s: FloatArray, a: FloatArray
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Gradient, the coupling ``(X^T V Z A)^T``, ``X^T V X`` and the variances ``V``."""
         problem = self.problem
-        mean, variance = self.mean_variance(beta, s, a)
-        resid = problem.y - mean
+        resid, variance = self.mean_variance(beta, s, a)
         grad_beta = problem.x.T @ resid
         grad_s = a * problem.zt_times(resid) - s
         vx = variance[:, None] * problem.x
@@ -179,9 +177,16 @@ class _InnerSolver:
         self.last_factor = chol
         return chol
 
+    def full(self, sigma: FloatArray) -> FloatArray:
+        """``psi`` with variances ``sigma`` (in the layout's variance order), covariances 0."""
+        params = self.problem.params
+        out = np.zeros(params.n_random)
+        out[params.is_variance] = sigma
+        return out
+
     def criterion(self, sigma: FloatArray) -> float:
         """``Q(sigma)``, a pure function of ``sigma`` (inner problem re-solved)."""
-        a = self.problem.effect_variances(sigma)  # signed sd per effect
+        a = self.problem.effect_variances(self.full(sigma))  # signed sd per effect
         chol = self.solve(a)
         value = self.penalised(self.beta, self.s, a)
         return float(-value + float(chol.half_log_det.sum()))
@@ -199,7 +204,7 @@ def pql_centre(problem: Problem) -> PQLResult:
     PQLResult
     """
     inner = _InnerSolver(problem)
-    n_comp = problem.n_components
+    n_comp = int(problem.params.is_variance.sum())
     n_eval = 0
 
     def q_of(sigma: FloatArray) -> float:
@@ -236,16 +241,17 @@ def pql_centre(problem: Problem) -> PQLResult:
         )
     sigma_abs = np.abs(sigma_hat)
     # re-solve at |sigma| (flip s where sigma was negative: Q is symmetric)
-    inner.s = inner.s * np.sign(problem.effect_variances(np.where(sigma_hat < 0, -1.0, 1.0)))
-    a_abs = problem.effect_variances(sigma_abs)
+    inner.s = inner.s * np.sign(
+        problem.effect_variances(inner.full(np.where(sigma_hat < 0, -1.0, 1.0))))
+    a_abs = problem.effect_variances(inner.full(sigma_abs))
     inner.solve(a_abs)
     criterion = q_of(sigma_abs)
     sigma_clamped = np.maximum(sigma_abs, SIGMA_FLOOR)
-    u_star = problem.effect_variances(sigma_clamped) * inner.s
+    u_star = problem.effect_variances(inner.full(sigma_clamped)) * inner.s
     return PQLResult(
         beta=inner.beta.copy(),
-        nu=sigma_abs**2,
-        variances=sigma_clamped**2,
+        nu=inner.full(sigma_abs**2),
+        variances=inner.full(sigma_clamped**2),
         u=u_star,
         criterion=criterion,
         converged=converged,

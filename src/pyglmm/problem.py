@@ -12,6 +12,8 @@ from .blocks import BlockStructure, find_blocks
 from .crossed import CROSSED_MIN_SIZE
 from .design import Design, z_gather, zt_scatter
 from .families import Family
+from .layout import ParameterLayout
+from .prior import PriorAt, PriorLayout
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -36,6 +38,10 @@ class Problem:
     effect_component: IntArray  # (q,) block order
     loglik_constant: float
     layout: PrecisionLayout
+    prior: PriorLayout
+    offset: FloatArray  # (n,) block order
+    z_values: FloatArray | None = None  # (n, K) block order; None: all ones
+    weights: FloatArray | None = None  # (n,) block order; None: all ones
 
     @classmethod
     def build(
@@ -55,8 +61,17 @@ class Problem:
         inverse_effect[blocks.effect_order] = np.arange(blocks.effect_order.size)
         rows = blocks.obs_order
         z_columns = inverse_effect[design.z_columns[rows]]
-        crossed = crossed_layouts(blocks, z_columns, crossed_min_size)
+        z_values = None if design.z_values is None else np.ascontiguousarray(
+            design.z_values[rows])
+        prior = PriorLayout.build(
+            design.layout,
+            tuple(inverse_effect[design.level_effects(t)]
+                  for t in range(len(design.random_terms))),
+            blocks.effect_block, blocks.n_blocks,
+        )
+        crossed = crossed_layouts(blocks, z_columns, crossed_min_size, z_values, prior)
         groups = size_groups(blocks, alone=np.array(sorted(crossed), dtype=np.intp))
+        weights = None if design.weights is None else design.weights[rows]
         return cls(
             design=design,
             family=family,
@@ -67,8 +82,12 @@ class Problem:
             trials=design.trials[rows],
             z_columns=z_columns,
             effect_component=design.effect_component[blocks.effect_order],
-            loglik_constant=family.loglik_constant(design.y, design.trials),
-            layout=PrecisionLayout.build(groups, blocks, z_columns, crossed),
+            loglik_constant=family.loglik_constant(design.y, design.trials, design.weights),
+            layout=PrecisionLayout.build(groups, blocks, z_columns, crossed, z_values, prior),
+            prior=prior,
+            offset=design.offset[rows],
+            z_values=z_values,
+            weights=weights,
         )
 
     @property
@@ -78,8 +97,13 @@ class Problem:
 
     @property
     def n_components(self) -> int:
-        """Number of variance components ``T``."""
+        """Number of random-effect parameters (``theta[p:]``)."""
         return self.design.n_components
+
+    @property
+    def params(self) -> ParameterLayout:
+        """The parameter layout of ``theta``."""
+        return self.design.layout
 
     @property
     def n_effects(self) -> int:
@@ -88,21 +112,70 @@ class Problem:
 
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for block-ordered ``u`` (..., q): shape (..., n) in block order."""
-        return z_gather(self.z_columns, u)
+        return z_gather(self.z_columns, u, self.z_values)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
         """Return ``Z^T r`` for a block-ordered n-vector ``r``: a block-ordered q-vector."""
-        return zt_scatter(self.z_columns, r, self.n_effects)
+        return zt_scatter(self.z_columns, r, self.n_effects, self.z_values)
 
     def precision(
-        self, obs_weights: FloatArray, diagonal: FloatArray, scale: FloatArray | None = None
+        self,
+        obs_weights: FloatArray,
+        diagonal: FloatArray,
+        scale: FloatArray | None = None,
+        off_diagonal: FloatArray | None = None,
     ) -> tuple[BlockMatrices, ...]:
-        """Blocks of ``S Z^T diag(obs_weights) Z S + diag(diagonal)`` by size group.
+        """Blocks of ``S Z^T diag(obs_weights) Z S + D`` by size group.
 
+        ``D`` has diagonal ``diagonal`` and, where given, the off-diagonal entries
+        ``off_diagonal`` of the prior precision (:attr:`PriorAt.off_precision`);
         ``scale`` is the diagonal of ``S`` (per effect, block order; None: identity).
         """
-        return self.layout.assemble(obs_weights, diagonal, scale)
+        return self.layout.assemble(obs_weights, diagonal, scale, off_diagonal)
 
-    def effect_variances(self, nu: FloatArray) -> FloatArray:
-        """Variance of every random effect (block order) for components ``nu``."""
-        return np.asarray(nu, dtype=np.float64)[self.effect_component]
+    def prior_at(self, psi: FloatArray) -> PriorAt:
+        """The prior's coefficients at ``psi`` (raises ValueError if ``psi`` is infeasible)."""
+        prior = self.prior.at(psi)
+        if prior is None:
+            raise ValueError(f"random-effect parameters {np.asarray(psi).tolist()} are not "
+                             "a positive definite covariance")
+        return prior
+
+    def effect_variances(self, psi: FloatArray) -> FloatArray:
+        """Variance of every random effect (block order): the diagonal of ``D(psi)``.
+
+        For R glmm's model (one variance per term) this is ``psi`` at each effect's
+        variance component; it also maps PQL's signed standard deviations per slot.
+        """
+        return np.asarray(psi, dtype=np.float64)[self.variance_slot]
+
+    @property
+    def variance_slot(self) -> IntArray:
+        """Position in ``psi`` of the variance of every block-ordered effect."""
+        lay = self.design.layout
+        out = np.empty(self.n_effects, dtype=np.intp)
+        for t, structure in enumerate(lay.structures):
+            mine = self.prior.effect_term == t
+            out[mine] = lay.term_index[t][structure.variance_index()][
+                self.prior.effect_column[mine]]
+        return out
+
+    # -- the data part, with offsets and weights --------------------------------------
+    def eta(self, beta: FloatArray, u: FloatArray) -> FloatArray:
+        """Linear predictor ``offset + X beta + Z u`` (block order)."""
+        return self.offset + self.x @ beta + self.z_times(u)
+
+    def data_loglik(self, eta: FloatArray) -> float:
+        """``sum_i w_i [y_i eta_i - c(eta_i)]`` (without the family constant)."""
+        terms = self.family.loglik_terms(eta, self.y, self.trials)
+        if self.weights is not None:
+            terms = terms * self.weights
+        return float(terms.sum())
+
+    def residual_variance(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``w (y - c'(eta))`` and ``w c''(eta)``: the data part's score and curvature."""
+        mean, variance = self.family.mean_variance(eta, self.trials)
+        resid = self.y - mean
+        if self.weights is not None:
+            return resid * self.weights, variance * self.weights
+        return resid, variance
