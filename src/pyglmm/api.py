@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -37,6 +38,7 @@ from .parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
 from .pql import SIGMA_FLOOR, pql_centre
 from .problem import Problem
 from .results import FitRound, GLMMResults
+from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
 
@@ -205,21 +207,22 @@ def glmm(
     settings = validation.check_settings(
         m=m, blocks=blocks, importance=importance, recentre=recentre, pilot_m=pilot_m,
         p=(p1, p2, p3), zeta=_default_zeta(importance) if zeta is None else zeta, rmax=rmax,
-        iterlim=iterlim, chunk_size=chunk_size,
+        iterlim=iterlim, chunk_size=chunk_size, shift=shift, do_pql=do_pql,
+        # the default Laplace t grows its degrees of freedom with the block
+        zeta_per_block=zeta is None and importance == "laplace",
+        na_action=na_action, rng=rng,
     )
-    # the default Laplace t grows its degrees of freedom with the block
-    settings["zeta_per_block"] = zeta is None and importance == "laplace"
-    settings["shift"] = bool(shift) and settings["importance"] == "laplace"
-    seed = validation.seed_sequence(rng)
     design = build_design(
         fixed, random, data, fam, varcomps_names=varcomps_names,
         varcomps_equal=varcomps_equal, na_action=na_action,
     )
     theta_init = validation.check_par_init(par_init, design.param_names, design.n_fixed)
+    if theta_init is not None:
+        settings = dataclasses.replace(settings, par_init=tuple(theta_init.tolist()))
 
     try:
         with threadpool_limits(limits=1, user_api="blas"):
-            fit = _fit(design, fam, settings, seed, theta_init, do_pql, progress, started)
+            fit = _fit(design, fam, settings, progress, started)
     except np.linalg.LinAlgError as exc:
         raise ConvergenceError(
             f"a curvature matrix became numerically singular ({exc}); the linear predictor "
@@ -233,22 +236,22 @@ def glmm(
 def _fit(
     design: Design,
     fam: Family,
-    settings: dict[str, Any],
-    seed: np.random.SeedSequence,
-    theta_init: FloatArray | None,
-    do_pql: bool,
+    settings: FitSettings,
     progress: bool,
     started: float,
 ) -> GLMMResults:
     """The fit proper: centre, sampling rounds, results (see :func:`glmm`)."""
     n_fixed = design.n_fixed
+    seed = settings.seed_sequence()
+    theta_init = (None if settings.par_init is None
+                  else np.asarray(settings.par_init, dtype=np.float64))
     t0 = time.perf_counter()
-    problem = Problem.build(design, fam, joint=(settings["blocks"] == "joint"))
+    problem = Problem.build(design, fam, joint=(settings.blocks == "joint"))
     if theta_init is not None:
         beta_pql, nu_pql = theta_init[:n_fixed], theta_init[n_fixed:]
         variances = np.maximum(nu_pql, SIGMA_FLOOR**2)
         u_pql = np.zeros(problem.n_effects)
-    elif do_pql:
+    elif settings.do_pql:
         _say(progress, f"PQL centre: {problem.n_effects} random effects in "
              f"{problem.blocks.n_blocks} blocks (largest {problem.blocks.block_sizes.max()})")
         pql = pql_centre(problem)
@@ -259,7 +262,7 @@ def _fit(
         nu_pql = np.ones(design.n_components)
         variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
     theta = np.concatenate([beta_pql, variances])
-    if settings["importance"] == "laplace" and theta_init is None:
+    if settings.importance == "laplace" and theta_init is None:
         # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
         laplace = laplace_fit(problem, beta_pql, variances)
         theta = np.concatenate([laplace.beta, np.maximum(laplace.nu, SIGMA_FLOOR**2)])
@@ -267,19 +270,19 @@ def _fit(
              f"Laplace loglik {laplace.loglik:.6f}")
     timings = {"design_pql": time.perf_counter() - t0}
 
-    size = settings["chunk_size"] or default_chunk_size(design.n_obs)
+    size = settings.chunk_size or default_chunk_size(design.n_obs)
     rounds: list[FitRound] = []
     mode: FloatArray | None = None
     mode_factor: BlockCholesky | None = None  # curvature factor at ``mode``
     final_eval: Evaluation | None = None
-    auto = settings["recentre"] < 0
-    n_pilots = AUTO_MAX_PILOTS if auto else settings["recentre"]
+    auto = settings.auto_recentre
+    n_pilots = AUTO_MAX_PILOTS if auto else int(settings.recentre)
     n_finals = AUTO_MAX_FINALS if auto else 1
     r = 0
     pilots_done = finals_done = 0
     while True:
         final = pilots_done >= n_pilots
-        m_round = settings["m"] if final else min(settings["m"], settings["pilot_m"])
+        m_round = settings.m if final else min(settings.m, settings.pilot_m)
         t_sample = time.perf_counter()
         _say(progress, f"round {r + 1} ({'final' if final else 'pilot'}): m = {m_round:,}")
         beta_c = theta[:n_fixed]
@@ -287,23 +290,23 @@ def _fit(
         theta = np.concatenate([beta_c, nu_c])  # start where the proposal is centred
         sampler: ImportanceSampler
         shift: EffectShift | None = None
-        if settings["importance"] == "laplace":
-            df = (block_degrees_of_freedom(settings["zeta"], problem.blocks.block_sizes)
-                  if settings["zeta_per_block"] else settings["zeta"])
+        if settings.importance == "laplace":
+            df = (block_degrees_of_freedom(settings.zeta, problem.blocks.block_sizes)
+                  if settings.zeta_per_block else settings.zeta)
             sampler, mode, slope = laplace_t(
                 problem, beta_c, nu_c, df, start=mode, factor=mode_factor
             )
             mode_factor = sampler.components[0].cholesky
-            if settings["shift"]:
+            if settings.shift:
                 shift = EffectShift.build(problem, slope, beta_c)
         elif r == 0:
             sampler = glmm_mixture(
-                problem, beta_pql, variances, u_pql, settings["p"], settings["zeta"]
+                problem, beta_pql, variances, u_pql, settings.p, settings.zeta
             )
         else:
             mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
             sampler = glmm_mixture(
-                problem, beta_c, nu_c, mode, settings["p"], settings["zeta"]
+                problem, beta_c, nu_c, mode, settings.p, settings.zeta
             )
         sizes = chunk_sizes(m_round, size)
         store = ChunkStore(
@@ -323,8 +326,8 @@ def _fit(
              f"({t_opt - t_sample:.1f} s)")
         try:
             result = trust_maximize(
-                objective, theta, rinit=10.0, rmax=settings["rmax"],
-                iterlim=settings["iterlim"], callback=callback,
+                objective, theta, rinit=10.0, rmax=settings.rmax,
+                iterlim=settings.iterlim, callback=callback,
                 max_infeasible=AUTO_MAX_GATED if auto else None,
             )
         except ValueError as exc:
@@ -368,7 +371,7 @@ def _fit(
         design=design, problem=problem, family=fam, evaluation=final_eval,
         theta=theta, rounds=tuple(rounds), beta_pql=beta_pql, nu_pql=nu_pql,
         u_pql=problem.blocks.effects_to_design_order(u_pql), settings=settings,
-        seed=seed, timings=timings | {"total": time.perf_counter() - started},
+        timings=timings | {"total": time.perf_counter() - started},
     )
 
 
@@ -456,7 +459,7 @@ def _progress_printer(round_index: int, final: bool) -> Any:
 
 
 def _warn_after_fit(fit: GLMMResults) -> None:
-    if fit.trust_converged and not fit.rounds[-1].settled and fit.recentre < 0:
+    if fit.trust_converged and not fit.rounds[-1].settled and fit.settings.auto_recentre:
         warnings.warn(
             "the Monte Carlo likelihood has no reliable maximum at this m: the optimiser "
             "kept reaching points where few draws carry the weight, and re-centring did "
