@@ -10,7 +10,8 @@ Cases (``spec["kind"]``):
 * ``fit``: fits of a named data set (salamander, the simulated Poisson, binomial and
   crossed Bernoulli designs), the median of ``repeats`` runs, the time of
   ``se() + mcse()``, peak memory after the fits, and a direct timing of
-  ``MCLAObjective.evaluate`` on the final round's sample rebuilt as ``api.glmm`` builds it;
+  ``MCLAObjective.evaluate`` on the final round's sample as ``glmm()`` built it
+  (:func:`pyglmm.fitting.build_round`);
 * ``bound``: one bare vectorised numpy pass of ``c``, ``c'``, ``c''`` over an ``m x n``
   array;
 * ``kernels``: :func:`pyglmm.kernels.fused_pass` (numba) against
@@ -66,10 +67,9 @@ ZETA = 5.0
 
 def default_zeta(importance: str) -> float:
     """``glmm()``'s default degrees of freedom for the ``importance`` proposal."""
-    from pyglmm import api
+    from pyglmm.fitting import default_zeta as fit_default
 
-    chooser = getattr(api, "_default_zeta", None)
-    return float(chooser(importance)) if chooser is not None else ZETA
+    return float(fit_default(importance))
 
 
 # -- small utilities ------------------------------------------------------------------
@@ -202,7 +202,7 @@ def run_fit_case(spec: dict[str, Any]) -> None:
     recorder = _Recorder()
     recorder.install()
     for _ in range(int(spec.get("repeats", 1))):
-        recorder.store = recorder.objective = None  # hold no earlier fit's sample
+        recorder.round = None  # hold no earlier fit's sample
         gc.collect()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -246,58 +246,37 @@ def run_fit_case(spec: dict[str, Any]) -> None:
 
 
 class _Recorder:
-    """Keeps the last ``ChunkStore`` and ``MCLAObjective`` that ``glmm()`` built.
+    """Keeps the last sampling round that ``glmm()`` built.
 
-    ``pyglmm.api`` looks both names up in its module namespace; while installed, they
-    are subclasses that only remember their newest instance and its constructor
-    arguments. The final round's objective is then timed as the fit built it.
+    ``pyglmm.fitting.run_fit`` looks ``build_round`` up in its module namespace; while
+    installed, it is a wrapper that remembers the newest round (its proposal, sample
+    and MCLA). The final round's objective is then timed as the fit built it.
     """
 
     def __init__(self) -> None:
-        self.store: Any = None
-        self.store_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
-        self.objective: Any = None
-        self.objective_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
-        self._saved: dict[str, Any] = {}
+        self.round: Any = None
+        self._saved: Any = None
 
     def install(self) -> None:
-        """Replace ``pyglmm.api.ChunkStore`` and ``pyglmm.api.MCLAObjective``."""
-        from pyglmm import api
+        """Replace ``pyglmm.fitting.build_round`` by a recording wrapper."""
+        from pyglmm import fitting
 
         recorder = self
-        store_cls, objective_cls = api.ChunkStore, api.MCLAObjective
-        self._saved = {"ChunkStore": store_cls, "MCLAObjective": objective_cls}
+        build = self._saved = fitting.build_round
 
-        class RecordingStore(store_cls):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                recorder.store, recorder.store_args = self, (args, kwargs)
+        def recording_build_round(*args: Any, **kwargs: Any) -> Any:
+            built = build(*args, **kwargs)
+            recorder.round = built
+            return built
 
-        class RecordingObjective(objective_cls):  # type: ignore[misc, valid-type]
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                recorder.objective, recorder.objective_args = self, (args, kwargs)
-
-        api.ChunkStore = RecordingStore  # type: ignore[misc]
-        api.MCLAObjective = RecordingObjective  # type: ignore[misc]
+        fitting.build_round = recording_build_round  # type: ignore[assignment]
 
     def uninstall(self) -> None:
-        """Restore ``pyglmm.api``'s names."""
-        from pyglmm import api
+        """Restore ``pyglmm.fitting.build_round``."""
+        from pyglmm import fitting
 
-        for name, value in self._saved.items():
-            setattr(api, name, value)
-
-
-def _rebound(cls: type, recorded: tuple[tuple[Any, ...], dict[str, Any]],
-             **changes: Any) -> Any:
-    """A new ``cls`` built with the recorded arguments, some of them replaced by name."""
-    import inspect
-
-    args, kwargs = recorded
-    bound = inspect.signature(cls).bind(*args, **kwargs)
-    bound.arguments.update(changes)
-    return cls(*bound.args, **bound.kwargs)
+        if self._saved is not None:
+            fitting.build_round = self._saved
 
 
 def time_final_evaluation(
@@ -308,33 +287,29 @@ def time_final_evaluation(
     With ``m_eval`` equal to the fit's ``m`` the objective is the final round's own
     (recorded while ``glmm()`` ran; its value at the estimate is compared with the
     fit's log-likelihood as a check). With another ``m_eval`` a new sample of that size
-    is drawn from the same proposal (same sampler, shift and options). The first
-    evaluation of a new sample draws it (and caches what the memory budget allows);
-    the reported time is the median of the evaluations after it, or of all of them
-    when every evaluation redraws the sample or the sample is the fit's own.
+    is drawn from the same proposal (same sampler and shift, chunks of the same size).
+    The first evaluation of a new sample draws it (and caches what the memory budget
+    allows); the reported time is the median of the evaluations after it, or of all of
+    them when every evaluation redraws the sample or the sample is the fit's own.
     """
-    from pyglmm.parallel import chunk_sizes
+    from pyglmm.fitting import round_sample
+    from pyglmm.parallel import chunk_seeds, chunk_sizes
 
-    objective = recorder.objective
-    if objective is None or recorder.store is None:
-        raise RuntimeError("glmm() built no recorded objective (pyglmm.api changed?)")
+    built = recorder.round
+    if built is None:
+        raise RuntimeError("glmm() built no recorded round (pyglmm.fitting changed?)")
     theta = np.concatenate([fit.beta, fit.nu])
     if m_eval != fit.m:
-        store_cls = type(recorder.store).__mro__[1]
-        objective_cls = type(objective).__mro__[1]
-        first_size = recorder.store.sizes[0]
-        sizes = chunk_sizes(m_eval, first_size)
-        seeds = [np.random.SeedSequence(SALAMANDER_SEED, spawn_key=(9999, j))
-                 for j in range(len(sizes))]
-        store = _rebound(store_cls, recorder.store_args, seeds=seeds, sizes=sizes)
-        objective = _rebound(objective_cls, recorder.objective_args, chunk_source=store,
-                             chunk_sizes=sizes)
+        sizes = chunk_sizes(m_eval, built.sizes[0])
+        seeds = chunk_seeds(np.random.SeedSequence(SALAMANDER_SEED), 9999, len(sizes))
+        store, objective = round_sample(built.objective.problem, built.sampler, seeds, sizes,
+                                        shift=built.shift)
     else:
-        store = recorder.store
+        store, objective = built.store, built.objective
     with threadpool_limits(limits=1, user_api="blas"):
         first, evaluation = timed(lambda: objective.evaluate(theta))
         times = repeat_timing(lambda: objective.evaluate(theta), repeats)
-    mode = str(getattr(store, "mode", "chunks" if store.cached else "redraw"))
+    mode = str(store.mode)
     # the fit's own objective has its sample already; a new one is drawn by the first
     # evaluation, which is then a steady one only if every evaluation redraws anyway
     steady = [first, *times] if m_eval == fit.m or mode == "redraw" else times
@@ -345,7 +320,7 @@ def time_final_evaluation(
         "eval_times": steady,
         "cached": bool(store.cached),
         "store_mode": mode,
-        "shift": getattr(store, "shift", None) is not None,
+        "shift": store.shift is not None,
         "chunk_rows": int(store.sizes[0]),
         "n_chunks": len(store.sizes),
     }
@@ -508,17 +483,15 @@ def _time_probe_evaluations(
     problem: Any, sampler: Any, theta: FloatArray, m: int, shift: Any
 ) -> None:
     """Time MCLA evaluations at ``theta`` on a fresh sample of ``m`` draws (emitted)."""
-    from pyglmm.mcla import MCLAObjective
-    from pyglmm.parallel import ChunkStore, chunk_seeds, chunk_sizes, default_chunk_size
+    from pyglmm.fitting import round_sample
+    from pyglmm.parallel import chunk_seeds, chunk_sizes, default_chunk_size
 
     n_obs = int(problem.y.size)
     sizes = chunk_sizes(m, default_chunk_size(n_obs))
     seeds = chunk_seeds(np.random.SeedSequence(SCALING_SEED), 0, len(sizes))
-    extra = {} if shift is None else {"shift": shift}
-    store = ChunkStore(problem, sampler, seeds, sizes, **extra)
-    objective = MCLAObjective(problem, store, sizes, **extra)
+    store, objective = round_sample(problem, sampler, seeds, sizes, shift=shift)
     first, _ = timed(lambda: objective.evaluate(theta))
-    mode = str(getattr(store, "mode", "chunks" if store.cached else "redraw"))
+    mode = str(store.mode)
     emit(first_eval_s=first, cached=bool(store.cached), store_mode=mode,
          chunk_rows=sizes[0], n_chunks=len(sizes))
     # cached: the first evaluation also drew the sample, time the next ones;

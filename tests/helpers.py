@@ -9,10 +9,9 @@ import numpy as np
 
 import pyglmm as pg
 from pyglmm.design import build_design
-from pyglmm.importance import glmm_mixture, laplace_t
-from pyglmm.mcla import EffectShift, MCLAObjective
-from pyglmm.parallel import ChunkStore, chunk_seeds, chunk_sizes
+from pyglmm.fitting import build_round
 from pyglmm.problem import Problem
+from pyglmm.validation import check_settings
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 PACKAGED_REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -27,28 +26,34 @@ def load_reference(name: str) -> dict:
     raise FileNotFoundError(name)
 
 
+def round_settings(*, m=400, chunk=150, seed=1, joint=False, importance="laplace",
+                   shift=False, p=(0.4, 0.3, 0.3), zeta=5.0):
+    """Fit settings for building small rounds (one t df for every block, no recentring)."""
+    return check_settings(
+        m=m, blocks="joint" if joint else "independent", importance=importance, recentre=0,
+        pilot_m=m, p=p, zeta=zeta, rmax=1000.0, iterlim=100, chunk_size=chunk, shift=shift,
+        rng=seed,
+    )
+
+
 def make_objective(
     fixed, random, data, family, *, m=400, chunk=150, seed=1, joint=False, equal=None,
     importance="laplace", theta_centre=None, shift=False,
 ):
-    """A small MCLA objective (problem, objective, centre theta) for derivative tests."""
+    """A small MCLA objective (problem, objective, centre theta) for derivative tests.
+
+    The first round of a fit with these settings, centred at ``theta_centre``; the
+    mixture proposal (``importance="glmm"``) is centred at ``u = 0``.
+    """
     fam = pg.get_family(family)
     design = build_design(fixed, random, data, fam, varcomps_equal=equal)
     problem = Problem.build(design, fam, joint=joint)
     p, t = design.n_fixed, design.n_components
     if theta_centre is None:
         theta_centre = np.concatenate([np.full(p, 0.2), np.full(t, 0.7)])
-    beta, nu = theta_centre[:p], theta_centre[p:]
-    effect_shift = None
-    if importance == "laplace":
-        sampler, _, slope = laplace_t(problem, beta, nu, 5.0)
-        if shift:
-            effect_shift = EffectShift.build(problem, slope, beta)
-    else:
-        u = np.zeros(problem.n_effects)
-        sampler = glmm_mixture(problem, beta, nu, u, (0.4, 0.3, 0.3), 5.0)
-    sizes = chunk_sizes(m, chunk)
-    store = ChunkStore(problem, sampler, chunk_seeds(np.random.SeedSequence(seed), 0,
-                                                     len(sizes)), sizes, shift=effect_shift)
-    objective = MCLAObjective(problem, store, sizes, shift=effect_shift)
-    return problem, objective, np.asarray(theta_centre, float)
+    theta_centre = np.asarray(theta_centre, float)
+    settings = round_settings(m=m, chunk=chunk, seed=seed, joint=joint,
+                              importance=importance, shift=shift)
+    built = build_round(problem, settings, 0, theta_centre, m,
+                        centre_effects=np.zeros(problem.n_effects))
+    return problem, built.objective, theta_centre

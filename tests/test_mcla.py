@@ -185,7 +185,8 @@ def test_extreme_eta_stays_finite():
 @pytest.mark.parametrize("budget", [10**9, 150_000, 1_000])
 def test_cache_modes_give_identical_results(budget):
     """Keeping chunks, keeping draws only, or redrawing from the seed: same numbers."""
-    from pyglmm.parallel import ChunkStore, chunk_seeds, chunk_sizes
+    from pyglmm.fitting import round_sample
+    from pyglmm.parallel import chunk_seeds, chunk_sizes
 
     case = CASES["bernoulli"]
     problem, objective, theta = make_objective(
@@ -194,10 +195,9 @@ def test_cache_modes_give_identical_results(budget):
     reference = objective.evaluate(theta)
     sizes = chunk_sizes(300, 100)
     sampler = objective.chunk_source.sampler
-    store = ChunkStore(problem, sampler, chunk_seeds(np.random.SeedSequence(1), 0, 3), sizes,
-                       cache_bytes=budget)
+    store, other = round_sample(problem, sampler, chunk_seeds(np.random.SeedSequence(1), 0, 3),
+                                sizes, cache_bytes=budget)
     assert store.mode == {10**9: "chunks", 150_000: "draws", 1_000: "redraw"}[budget]
-    other = pg.mcla.MCLAObjective(problem, store, sizes)
     for _ in range(2):
         ev = other.evaluate(theta)
         assert ev.value == reference.value

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import round_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,7 @@ from pyglmm.errors import (
     PyGLMMError,
     PyGLMMWarning,
 )
-from pyglmm.importance import glmm_mixture, laplace_t
-from pyglmm.mcla import MCLAObjective
-from pyglmm.parallel import ChunkStore, chunk_seeds, chunk_sizes
+from pyglmm.fitting import build_round
 from pyglmm.problem import Problem
 
 SAL = dict(fixed="Mate ~ 0 + Cross", random=["~ 0 + Female", "~ 0 + Male"],
@@ -324,17 +323,12 @@ def test_objective_is_finite_with_correct_gradient_and_normalised_weights(spec):
     if beta.size < design.n_fixed:
         beta = np.resize(beta, design.n_fixed)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        if spec["importance"] == "laplace":
-            sampler, _, _ = laplace_t(problem, beta, nu, 5.0)
-        else:
-            sampler = glmm_mixture(problem, beta, nu, np.zeros(problem.n_effects),
-                                   (0.5, 0.25, 0.25), 5.0)
-        sizes = chunk_sizes(90, 40)
-        store = ChunkStore(problem, sampler,
-                           chunk_seeds(np.random.SeedSequence(spec["seed"]), 0, len(sizes)),
-                           sizes)
-        objective = MCLAObjective(problem, store, sizes)
         theta = np.concatenate([beta, nu])
+        round_spec = round_settings(m=90, chunk=40, seed=spec["seed"],
+                                    importance=spec["importance"], p=(0.5, 0.25, 0.25))
+        built = build_round(problem, round_spec, 0, theta, 90,
+                            centre_effects=np.zeros(problem.n_effects))
+        store, sizes, objective = built.store, built.sizes, built.objective
         ev = objective.evaluate(theta)
 
         # finite, whatever eta is

@@ -49,7 +49,7 @@ def test_m_not_an_integer(salamander, m, message):
 
 
 def test_m_as_numpy_integer_is_fine():
-    assert _settings(m=np.int64(300))["m"] == 300
+    assert _settings(m=np.int64(300)).m == 300
 
 
 # -- p1, p2, p3 ----------------------------------------------------------------------------
@@ -71,8 +71,8 @@ def test_bad_mixture_probabilities(salamander, p, message):
 
 def test_mixture_sum_is_tested_with_a_tolerance():
     # R tests p1 + p2 + p3 == 1 exactly and rejects (0.7, 0.2, 0.1)
-    assert sum(_settings(p=(0.7, 0.2, 0.1))["p"]) == pytest.approx(1.0)
-    assert _settings(p=(0.5, 0.5, 0.0))["p"] == (0.5, 0.5, 0.0)
+    assert sum(_settings(p=(0.7, 0.2, 0.1)).p) == pytest.approx(1.0)
+    assert _settings(p=(0.5, 0.5, 0.0)).p == (0.5, 0.5, 0.0)
 
 
 def test_mixture_probability_of_wrong_type(salamander):
@@ -86,7 +86,7 @@ def test_zeta_not_positive(salamander, zeta):
 
 
 def test_non_integer_zeta_is_fine():
-    assert _settings(zeta=2.5)["zeta"] == 2.5
+    assert _settings(zeta=2.5).zeta == 2.5
 
 
 @pytest.mark.parametrize("rmax", [0, -10.0, np.inf])

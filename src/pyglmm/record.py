@@ -26,6 +26,7 @@ from .errors import ArgumentError
 from .families import get_family
 from .intervals import observed_covariance
 from .optimize import TrustStep
+from .settings import SETTINGS_KEYS, FitSettings
 
 if TYPE_CHECKING:
     from .design import Design
@@ -39,20 +40,19 @@ FloatArray = NDArray[np.float64]
 #: ``format`` of the records written by :meth:`GLMMResults.to_dict`.
 RECORD_FORMAT = "pyglmm.GLMMResults"
 #: Version of that record layout (raise on incompatible changes).
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 #: Sections of the record of :meth:`GLMMResults.to_dict` and the attributes in each.
 RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("fixed_formula", "random_formulas", "family", "fixed_names",
                "varcomps_names", "varcomps_equal")),
-    ("settings", ("m", "n_draws", "p1", "p2", "p3", "zeta", "zeta_per_block", "blocks",
-                  "importance", "recentre", "rng_entropy", "rng_spawn_key")),
+    ("settings", SETTINGS_KEYS),
     ("estimates", ("beta", "nu")),
     ("loglike", ("loglike_value", "loglike_gradient", "loglike_hessian")),
     ("convergence", ("trust_converged", "iterations")),
     ("pql", ("beta_pql", "nu_pql", "u_pql")),
-    ("importance_sampling", ("n_blocks", "block_sizes", "block_ess",
+    ("importance_sampling", ("n_draws", "n_blocks", "block_sizes", "block_ess",
                              "score_mc_covariance", "top_log_weights")),
     ("run", ("rounds", "timings")),
 )
@@ -69,13 +69,11 @@ def fit_attributes(
     beta_pql: FloatArray,
     nu_pql: FloatArray,
     u_pql: FloatArray,
-    settings: dict[str, Any],
-    seed: np.random.SeedSequence,
+    settings: FitSettings,
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """The attributes of :class:`GLMMResults` from the pieces of a fit (see ``from_fit``)."""
     p = design.n_fixed
-    p1, p2, p3 = settings["p"]
     return dict(
         beta=theta[:p].copy(),
         nu=theta[p:].copy(),
@@ -96,18 +94,8 @@ def fit_attributes(
         fixed_formula=design.fixed_formula,
         random_formulas=design.random_formulas,
         family=family,
-        m=settings["m"],
+        settings=settings,
         n_draws=evaluation.n_draws,
-        rng_entropy=seed.entropy,
-        rng_spawn_key=tuple(seed.spawn_key),
-        p1=p1,
-        p2=p2,
-        p3=p3,
-        zeta=settings["zeta"],
-        zeta_per_block=settings["zeta_per_block"],
-        blocks=settings["blocks"],
-        importance=settings["importance"],
-        recentre=settings["recentre"],
         n_blocks=problem.blocks.n_blocks,
         block_sizes=problem.blocks.block_sizes,
         rounds=rounds,
@@ -121,7 +109,10 @@ def fit_record(fit: GLMMResults) -> dict[str, Any]:
     record: dict[str, Any] = {"format": RECORD_FORMAT, "format_version": RECORD_VERSION,
                               "versions": versions()}
     for section, names in RECORD_LAYOUT:
-        record[section] = {name: getattr(fit, name) for name in names}
+        if section == "settings":
+            record[section] = fit.settings.to_dict()
+        else:
+            record[section] = {name: getattr(fit, name) for name in names}
     record["model"]["family"] = fit.family.name
     record["model"]["link"] = fit.family.link
     record["run"]["rounds"] = [dataclasses.asdict(r) for r in fit.rounds]
@@ -148,10 +139,20 @@ def fit_values(
             f"record format version {record['format_version']} is newer than this "
             f"pyglmm reads ({RECORD_VERSION}); upgrade pyglmm"
         )
+    if record.get("format_version", 0) < RECORD_VERSION:
+        raise ArgumentError(
+            f"record format version {record.get('format_version')} does not hold every "
+            "setting of its fit (pilot_m, shift, do_pql, rmax, iterlim, chunk_size, "
+            f"na_action, par_init); this pyglmm reads version {RECORD_VERSION}. Refit and "
+            "save the fit again"
+        )
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for section, names in RECORD_LAYOUT:
         stored = record[section] if section == "model" else restore(record[section])
+        if section == "settings":
+            values["settings"] = FitSettings.from_dict(stored)
+            continue
         for name in names:
             values[name] = decode(types[name], stored[name], fit_round)
     return values

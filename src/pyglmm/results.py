@@ -33,6 +33,7 @@ from .optimize import TrustStep
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
 from .record import fit_attributes, fit_record, fit_values
+from .settings import FitSettings, SettingsAttributes
 from .summary import Summary, WaldTest, wald_test
 
 FloatArray = NDArray[np.float64]
@@ -60,7 +61,7 @@ class FitRound:
 
 
 @dataclass(frozen=True)
-class GLMMResults:
+class GLMMResults(SettingsAttributes):
     """A GLMM fitted by Monte Carlo maximum likelihood (returned by :func:`pyglmm.glmm`).
 
     Attributes mirror R glmm's fitted object in snake case.
@@ -87,6 +88,10 @@ class GLMMResults:
     top_log_weights : ndarray, shape (B, k)
         The ``k`` largest log importance weights of each block at the estimate, sorted
         ascending (for the Pareto tail diagnostic).
+    settings : FitSettings
+        Every setting of the fit, the seed included; ``m``, ``blocks``,
+        ``importance``, ``recentre``, ``p1``-``p3``, ``zeta``, ``zeta_per_block``,
+        ``rng_entropy`` and ``rng_spawn_key`` read it.
     rounds : tuple of FitRound
         Every sampling round (pilots, then the final one).
 
@@ -129,18 +134,8 @@ class GLMMResults:
     fixed_formula: str
     random_formulas: tuple[str, ...]
     family: Family
-    m: int
+    settings: FitSettings
     n_draws: int
-    rng_entropy: Any
-    rng_spawn_key: tuple[int, ...]
-    p1: float
-    p2: float
-    p3: float
-    zeta: float
-    zeta_per_block: bool
-    blocks: str
-    importance: str
-    recentre: int
     n_blocks: int
     block_sizes: NDArray[np.intp]
     rounds: tuple[FitRound, ...]
@@ -154,7 +149,7 @@ class GLMMResults:
 
         The keyword arguments are those of :func:`pyglmm.record.fit_attributes`
         (design, problem, family, evaluation, theta, rounds, PQL centre, settings,
-        seed, timings).
+        timings).
         """
         return cls(**fit_attributes(**pieces))
 
@@ -472,12 +467,15 @@ class GLMMResults:
         ``format`` (``"pyglmm.GLMMResults"``), ``format_version`` and ``versions``
         (pyglmm, Python, numpy, scipy, pandas), then the attributes of the fit, each under
         its own name, in sections: ``model`` (formulas, family name, parameter names,
-        ``varcomps_equal``), ``settings`` (``m``, ``n_draws``, ``p1``-``p3``, ``zeta``,
-        ``blocks``, ``importance``, ``recentre``, the seed's ``rng_entropy`` and
+        ``varcomps_equal``), ``settings`` (every setting,
+        :meth:`pyglmm.settings.FitSettings.to_dict`: ``m``, ``blocks``, ``importance``,
+        ``recentre`` (``"auto"`` or an int), ``pilot_m``, ``shift``, ``do_pql``,
+        ``p1``-``p3``, ``zeta``, ``zeta_per_block``, ``rmax``, ``iterlim``,
+        ``chunk_size``, ``na_action``, ``par_init``, the seed's ``rng_entropy`` and
         ``rng_spawn_key``), ``estimates`` (``beta``, ``nu``), ``loglike``
         (``loglike_value``, ``loglike_gradient``, ``loglike_hessian``), ``convergence``
         (``trust_converged``, ``iterations``), ``pql`` (``beta_pql``, ``nu_pql``,
-        ``u_pql``), ``importance_sampling`` (``n_blocks``, ``block_sizes``,
+        ``u_pql``), ``importance_sampling`` (``n_draws``, ``n_blocks``, ``block_sizes``,
         ``block_ess``, ``score_mc_covariance``, ``top_log_weights``) and ``run``
         (``rounds``, with their trust traces, and ``timings`` in seconds). Derived, for
         readers, and recomputed on loading: ``model.link`` and ``inference`` (``names``,

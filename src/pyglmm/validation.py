@@ -18,6 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .errors import ArgumentError, ArgumentTypeError
+from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
 
@@ -56,20 +57,36 @@ def check_settings(
     rmax: Any,
     iterlim: Any,
     chunk_size: Any,
-) -> dict[str, Any]:
-    """Validate the Monte Carlo and optimiser settings; return them normalised.
+    shift: Any = True,
+    do_pql: Any = True,
+    zeta_per_block: bool = False,
+    na_action: str = "raise",
+    rng: Any = None,
+) -> FitSettings:
+    """Validate the Monte Carlo and optimiser settings; return them as a FitSettings.
 
     Parameters
     ----------
-    m, blocks, importance, recentre, pilot_m, zeta, rmax, iterlim, chunk_size
-        The arguments of :func:`pyglmm.glmm` of the same names.
+    m, blocks, importance, recentre, pilot_m, zeta, rmax, iterlim, chunk_size, rng
+        The arguments of :func:`pyglmm.glmm` of the same names (``zeta`` resolved to a
+        number); ``rng`` becomes the seed's entropy and spawn key
+        (:func:`seed_sequence`).
     p : (p1, p2, p3)
         The mixture probabilities of the ``"glmm"`` proposal.
+    shift, do_pql
+        The arguments of :func:`pyglmm.glmm`; ``shift`` is kept as its effective value
+        (false unless ``importance="laplace"``).
+    zeta_per_block : bool
+        Whether ``zeta`` is the default Laplace t's base value, grown with the block.
+    na_action : str
+        Kept as given (the design checks it, :func:`pyglmm.design.build_design`).
 
     Returns
     -------
-    dict
-        The settings, with ``recentre="auto"`` as -1 and ``p`` rescaled to sum to 1.
+    FitSettings
+        The settings, with ``p`` rescaled to sum to 1 and no ``par_init`` (set it with
+        ``dataclasses.replace`` once the design names the parameters,
+        :func:`check_par_init`).
 
     Raises
     ------
@@ -84,7 +101,7 @@ def check_settings(
     >>> from pyglmm.validation import check_settings
     >>> check_settings(m=100, blocks="joint", importance="glmm", recentre=0, pilot_m=50,
     ...                p=(0.5, 0.25, 0.25), zeta=5, rmax=1000, iterlim=100,
-    ...                chunk_size=None)["p"]
+    ...                chunk_size=None).p
     (0.5, 0.25, 0.25)
     """
     if not isinstance(blocks, str) or blocks not in ("independent", "joint"):
@@ -110,18 +127,27 @@ def check_settings(
             f"{probs[2]!r} = {sum(probs)!r}"
         )
     total = sum(probs)
-    return {
-        "m": _integer(m, "m", 1),
-        "blocks": blocks,
-        "importance": importance,
-        "recentre": -1 if isinstance(recentre, str) else _integer(recentre, "recentre", 0),
-        "pilot_m": _integer(pilot_m, "pilot_m", 1),
-        "p": tuple(x / total for x in probs),
-        "zeta": _positive_real(zeta, "zeta"),
-        "rmax": _positive_real(rmax, "rmax"),
-        "iterlim": _integer(iterlim, "iterlim", 1),
-        "chunk_size": None if chunk_size is None else _integer(chunk_size, "chunk_size", 1),
-    }
+    p1, p2, p3 = (x / total for x in probs)
+    checked = FitSettings(
+        m=_integer(m, "m", 1),
+        blocks=blocks,
+        importance=importance,
+        recentre="auto" if isinstance(recentre, str) else _integer(recentre, "recentre", 0),
+        pilot_m=_integer(pilot_m, "pilot_m", 1),
+        shift=bool(shift) and importance == "laplace",
+        do_pql=bool(do_pql),
+        p=(p1, p2, p3),
+        zeta=_positive_real(zeta, "zeta"),
+        zeta_per_block=bool(zeta_per_block),
+        rmax=_positive_real(rmax, "rmax"),
+        iterlim=_integer(iterlim, "iterlim", 1),
+        chunk_size=None if chunk_size is None else _integer(chunk_size, "chunk_size", 1),
+        na_action=na_action,
+        par_init=None,
+        rng_entropy=0,
+        rng_spawn_key=(),
+    )
+    return checked.with_seed(seed_sequence(rng))
 
 
 def seed_sequence(rng: Any) -> np.random.SeedSequence:
