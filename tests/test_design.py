@@ -252,10 +252,16 @@ def test_unsupported_random_formulas(small, random, message):
         build_design("y ~ x", random, small, BERNOULLI)
 
 
-@pytest.mark.parametrize("random", [None, 3, {"g": 1}, [1]])
+@pytest.mark.parametrize("random", [3, {"g": 1}, [1]])
 def test_random_of_wrong_type(small, random):
     with pytest.raises(ArgumentTypeError, match="random|random formula"):
         build_design("y ~ x", random, small, BERNOULLI)
+
+
+def test_no_random_effects_at_all(small):
+    """random=None is lme4's form: then the formula must hold bar terms."""
+    with pytest.raises(ArgumentError, match="no random effects.*'\\(1 \\| g\\)'"):
+        build_design("y ~ x", None, small, BERNOULLI)
 
 
 def test_no_random_formula(small):
@@ -271,12 +277,11 @@ def test_no_random_formula(small):
         ("y ~ x ~ g", "exactly one '~'"),
         ("~ x", "no response"),
         ("y ~", "no right-hand side"),
-        ("y ~ x + (1 | g)", "random effects are not written in the fixed formula"),
-        ("y ~ x + offset(x)", "offsets are not supported"),
+        ("y ~ x + (1 | g)", "random= is given as well; use one form"),
         ("log(y) ~ x", "must be a column name"),
         ("cbind(succ) ~ x", "cbind\\(successes, failures\\)"),
-        ("y ~ x +", "cannot parse fixed formula"),
-        ("y ~ x(", "cannot parse fixed formula"),
+        ("y ~ x +", "ends with '\\+'"),
+        ("y ~ x(", "cannot parse fixed formula|unbalanced|parenthes"),
     ],
 )
 def test_malformed_fixed_formulas(small, fixed, message):

@@ -20,6 +20,7 @@ from . import validation
 from .design import build_design
 from .diagnostics import BOUNDARY_NU, LARGE_BLOCK
 from .errors import (
+    ArgumentTypeError,
     BoundaryWarning,
     ConvergenceError,
     ConvergenceWarning,
@@ -32,11 +33,13 @@ from .results import GLMMResults
 
 def glmm(
     fixed: str,
-    random: str | Sequence[str],
-    data: Any,
+    random: str | Sequence[str] | None = None,
+    data: Any = None,
     family: str | Family = "bernoulli",
     m: int = 10_000,
     *,
+    offset: Any = None,
+    weights: Any = None,
     varcomps_names: Sequence[str] | None = None,
     varcomps_equal: Sequence[int] | None = None,
     rng: int | np.random.SeedSequence | np.random.Generator | None = None,
@@ -59,31 +62,48 @@ def glmm(
 ) -> GLMMResults:
     r"""Fit a GLMM by maximising the Monte Carlo likelihood approximation (MCLA).
 
-    The model (ALGORITHM.md 1): given random effects
-    :math:`u \sim N_q(0, D(\nu))`, with one variance :math:`\nu_t` per variance
-    component, the responses are independent with canonical parameter
+    The model: given random effects :math:`u \sim N_q(0, D(\psi))`, the responses are
+    independent with canonical parameter
 
-    .. math:: \eta = X\beta + Zu,
+    .. math:: \eta = o + X\beta + Zu,
 
-    and the likelihood :math:`f_\theta(y) = \int f_\theta(y\mid u) f_\theta(u)\,du` is
+    ``o`` a known offset. ``D`` is block-diagonal over the levels of each random term:
+    one variance per term (R glmm's variance components), one per column, or a full
+    covariance of a term's intercept and slopes (:mod:`pyglmm.covariance`). The
+    likelihood :math:`f_\theta(y) = \int f_\theta(y\mid u) f_\theta(u)\,du` (each
+    observation's log-density times its weight, if ``weights`` are given) is
     approximated by importance sampling and maximised over
-    :math:`\theta = (\beta, \nu)` with a trust-region method using the exact gradient
-    and Hessian of the approximation.
+    :math:`\theta = (\beta, \psi)`, variances and covariances, with a trust-region
+    method using the exact gradient and Hessian of the approximation
+    (``docs/method.md``).
 
     Parameters
     ----------
     fixed : str
         Fixed-effects formula with the response on the left, e.g. ``"Mate ~ 0 + Cross"``.
         Binomial responses are written ``"cbind(successes, failures) ~ x"``.
-    random : str or sequence of str
-        Random-effects formulas, one grouping factor each: ``["~ 0 + Female",
-        "~ 0 + Male"]``. Grouping columns are factors whatever their dtype.
+        lme4-style random terms may be written in it instead of ``random``:
+        ``"y ~ x + (1 + x | g)"`` (intercept and slope, correlated), ``(1 + x || g)``
+        (uncorrelated), ``(0 + x | g)`` (a slope only), ``(1 | g1/g2)`` (nested),
+        ``(1 | g1) + (1 | g2)`` (crossed); and offsets as ``offset(log(t))``.
+    random : str or sequence of str, optional
+        R glmm's random-effects formulas, one grouping factor each: ``["~ 0 + Female",
+        "~ 0 + Male"]``; with a float column ``x``, ``"~ 0 + x:g"`` is a random slope per
+        level of ``g`` with one variance. Grouping columns are factors whatever their
+        dtype. Leave it out when the formula has lme4 terms.
     data : pandas.DataFrame or mapping
         The data (never modified).
     family : {"bernoulli", "poisson", "binomial"} or Family
         Response family, with its canonical link.
     m : int
         Monte Carlo sample size (per block).
+    offset : array-like or str, optional
+        A known term added to the linear predictor (one value per row, or a column
+        name); added to any ``offset(...)`` of the formula.
+    weights : array-like or str, optional
+        Non-negative prior weights (one per row, or a column name): each observation's
+        conditional log-density is multiplied by its weight (R glmm's ``weights``);
+        integer weights are the same as repeating rows.
     varcomps_names : sequence of str, optional
         Names of the variance components (default: the grouping factors' names).
     varcomps_equal : sequence of int, optional
@@ -168,11 +188,14 @@ def glmm(
         zeta_per_block=zeta is None and importance == "laplace",
         na_action=na_action, rng=rng,
     )
+    if data is None:
+        raise ArgumentTypeError("data is required: a pandas DataFrame or a mapping of columns")
     design = build_design(
         fixed, random, data, fam, varcomps_names=varcomps_names,
-        varcomps_equal=varcomps_equal, na_action=na_action,
+        varcomps_equal=varcomps_equal, na_action=na_action, offset=offset, weights=weights,
     )
-    theta_init = validation.check_par_init(par_init, design.param_names, design.n_fixed)
+    theta_init = validation.check_par_init(par_init, design.param_names, design.n_fixed,
+                                           design.layout)
     if theta_init is not None:
         settings = dataclasses.replace(settings, par_init=tuple(theta_init.tolist()))
 
@@ -246,8 +269,9 @@ def _warn_after_fit(fit: GLMMResults) -> None:
             ImportanceSamplingWarning,
             stacklevel=3,
         )
-    at_boundary = [name for name, nu in zip(fit.varcomps_names, fit.nu, strict=True)
-                   if nu < BOUNDARY_NU]
+    at_boundary = [name for name, nu, variance
+                   in zip(fit.varcomps_names, fit.nu, fit.is_variance, strict=True)
+                   if variance and nu < BOUNDARY_NU]
     if at_boundary:
         warnings.warn(
             f"variance component(s) {at_boundary} are at the boundary 0 of the parameter "

@@ -19,6 +19,7 @@ converted by :mod:`pyglmm.datachecks`.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from typing import Any
 
 import formulaic
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from .bars import evaluate_expression, split_bars, split_offsets
 from .datachecks import SEPARATION_CHECK_MAX_ENTRIES as SEPARATION_CHECK_MAX_ENTRIES
 from .datachecks import (
     as_frame,
@@ -52,7 +55,15 @@ from .formulas import (
     transform_arguments,
 )
 from .layout import ParameterLayout
-from .termbuild import _check_varcomps, assemble_random, list_form_terms
+from .termbuild import (
+    _check_names,
+    _check_varcomps,
+    _rename,
+    assemble_random,
+    bar_form_terms,
+    bar_names,
+    list_form_terms,
+)
 from .terms import RandomTerm
 
 FloatArray = NDArray[np.float64]
@@ -208,9 +219,31 @@ def zt_scatter(
     return out
 
 
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+
+def _parse(rhs: str, formula: str, what: str = "fixed formula") -> Any:
+    try:
+        return formulaic.Formula(rhs)
+    except Exception as exc:
+        raise FormulaError(
+            f"cannot parse {what} {formula!r}: {library_message(exc)}"
+        ) from None
+
+
+def _variables(rhs: str, frame: pd.DataFrame, formula: str) -> list[str]:
+    """Data columns a right-hand side uses, including arguments of stateful transforms."""
+    parsed = _parse(rhs, formula, "term" if formula.startswith("(") else "fixed formula")
+    required = sorted(str(v) for v in parsed.required_variables)
+    # formulaic leaves out the arguments of stateful transforms (poly(x, 2), center(x))
+    return required + sorted(
+        name for name in transform_arguments(parsed) - set(required) if name in frame.columns
+    )
+
+
 def build_design(
     fixed: str,
-    random: str | Sequence[str],
+    random: str | Sequence[str] | None,
     data: Any,
     family: Family,
     *,
@@ -235,8 +268,10 @@ def build_design(
     fixed : str
         Fixed-effects formula with the response on the left, e.g. ``"Mate ~ 0 + Cross"``;
         binomial responses are written ``"cbind(successes, failures) ~ ..."``.
-    random : str or sequence of str
-        Random-effects formulas, each naming one grouping factor: ``"~ 0 + Female"``.
+    random : str or sequence of str or None
+        R glmm's random-effects formulas, each naming one grouping factor
+        (``"~ 0 + Female"``; ``"~ 0 + x:g"`` with a float ``x`` a random slope); None
+        when the fixed formula holds lme4 terms such as ``(1 + x | g)``.
     data : DataFrame or mapping
         The data; it is never modified.
     family : Family
@@ -284,36 +319,62 @@ def build_design(
     if len(frame) == 0:
         raise DataError("data has no rows: there is nothing to fit (check the filtering)")
     response_columns, rhs = parse_fixed(fixed)
-    random_list = random_formula_list(random)
+    rhs, offset_terms = split_offsets(rhs, fixed)
+    rhs, bars = split_bars(rhs, fixed)
+    if bars and random is not None:
+        raise FormulaError(
+            f"fixed formula {fixed!r} has lme4 random terms {[b.text for b in bars]} and "
+            "random= is given as well; use one form: every random term in the formula as "
+            "'(1 | g)', or random=['~ 0 + g'] (R glmm's form) and none in the formula"
+        )
+    if not bars and random is None:
+        raise ArgumentError(
+            "the model has no random effects: give random=['~ 0 + g'] (R glmm's form) or "
+            "lme4 terms such as '(1 | g)' in the formula"
+        )
+    if bars and varcomps_equal is not None:
+        raise ArgumentError(
+            "varcomps_equal ties R glmm's random formulas (random=[...]); it does not apply "
+            "to lme4 bar terms in the formula"
+        )
+    random_list = [] if bars else random_formula_list(random)
     groupings = []
     for formula in random_list:  # a loop, so that warnings point at the caller
         groupings.append(parse_random(formula))
-    try:
-        parsed = formulaic.Formula(rhs)
-        required = sorted(str(v) for v in parsed.required_variables)
-    except Exception as exc:
-        raise FormulaError(
-            f"cannot parse fixed formula {fixed!r}: {library_message(exc)}"
-        ) from None
-    require_columns(frame, response_columns + required, fixed)
-    # formulaic leaves out the arguments of stateful transforms (poly(x, 2), center(x))
-    fixed_variables = required + sorted(
-        name for name in transform_arguments(parsed) - set(required)
-        if name in frame.columns
-    )
+    parsed = _parse(rhs, fixed)
+    required = sorted(str(v) for v in parsed.required_variables)
+    response_exprs = [c for c in response_columns if c not in frame.columns
+                      and not _NAME.match(c)]
+    response_vars = [c for c in response_columns if c not in response_exprs] + [
+        v for e in response_exprs for v in _variables(f"0 + I({e})", frame, fixed)]
+    require_columns(frame, response_vars + required, fixed)
+    fixed_variables = _variables(rhs, frame, fixed)
     require_columns(frame, fixed_variables, fixed)
     for formula, grouping in zip(random_list, groupings, strict=True):
         require_columns(frame, list(grouping), formula)
+    bar_variables: list[str] = []
+    for bar in bars:
+        cov = _variables(bar.covariates, frame, bar.text)
+        require_columns(frame, cov, bar.text)
+        require_columns(frame, list(bar.grouping), bar.text)
+        bar_variables += cov + list(bar.grouping)
+    offset_variables = [v for e in offset_terms
+                        for v in _variables(f"0 + I({e})", frame, f"offset({e})")]
+    require_columns(frame, offset_variables, fixed)
 
     extra = [v for v in (offset, weights) if isinstance(v, str)]
     require_columns(frame, extra, "offset/weights")
     used = list(dict.fromkeys(
-        response_columns + fixed_variables + [c for g in groupings for c in g] + extra
+        response_vars + fixed_variables + [c for g in groupings for c in g] + bar_variables
+        + offset_variables + extra
     ))
     frame = frame.loc[:, used].copy()
-    check_fixed_columns(frame, fixed_variables, fixed)
+    check_fixed_columns(frame, list(dict.fromkeys(fixed_variables + bar_variables
+                                                  + offset_variables)), fixed)
     frame, dropped, dropped_positions = handle_missing(frame, na_action)
     labels = frame.index
+    for expr in response_exprs:  # cbind(s, n - s): the expression becomes a column
+        frame[expr] = evaluate_expression(expr, frame, f"response part {expr!r}")
 
     # response
     binomial = isinstance(family, Binomial)
@@ -367,10 +428,18 @@ def build_design(
     if degenerate is None:
         check_separation(x, fixed_names, fixed, family, y, trials)
 
-    terms = list_form_terms(frame, random_list, groupings)
-    equal, names = _check_varcomps(
-        len(terms), varcomps_equal, varcomps_names, [t.name for t in terms], fixed_names
-    )
+    if bars:
+        terms = bar_form_terms(frame, bars)
+        equal = tuple(range(1, len(terms) + 1))
+        names = bar_names(terms)
+        if varcomps_names is not None:
+            names = _rename(names, varcomps_names)
+        _check_names(names, fixed_names)
+    else:
+        terms = list_form_terms(frame, random_list, groupings)
+        equal, names = _check_varcomps(
+            len(terms), varcomps_equal, varcomps_names, [t.name for t in terms], fixed_names
+        )
     random_part = assemble_random(terms, equal, names, fixed_names)
     q = random_part.effect_component.size
     if q > len(frame):
@@ -384,11 +453,13 @@ def build_design(
     kept = np.setdiff1d(np.arange(n_given), np.asarray(dropped_positions, dtype=np.intp))
     offset_vector = (np.zeros(len(frame)) if offset is None
                      else observation_vector(offset, "offset", given, kept))
+    for expr in offset_terms:
+        offset_vector = offset_vector + evaluate_expression(expr, frame, f"offset({expr})")
     weight_vector = None if weights is None else observation_vector(
         weights, "weights", given, kept, nonnegative=True)
     return Design(
         fixed_formula=fixed,
-        random_formulas=tuple(random_list),
+        random_formulas=tuple(random_list) if not bars else tuple(b.text for b in bars),
         response_name=response_name,
         y=y,
         trials=trials,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import ArgumentError, ArgumentTypeError, DataWarning, FormulaError
 
-_CBIND = re.compile(r"^cbind\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)$")
+_CBIND = re.compile(r"^cbind\(\s*([^,]+?)\s*,\s*([^,]+?)\s*\)$")
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 _NO_INTERCEPT = re.compile(r"(^|\+)\s*0\s*(?=\+|$)|-\s*1\s*(?=\+|-|$)")
 
@@ -39,6 +39,14 @@ def _response_name(text: str, fixed: str) -> str:
     return text
 
 
+def _response_part(text: str, fixed: str) -> str:
+    """A part of ``cbind(...)``: a column name, or an expression such as ``n - s``."""
+    text = text.strip()
+    if len(text) > 1 and text.startswith("`") and text.endswith("`"):
+        return text[1:-1]
+    return text
+
+
 def parse_fixed(fixed: str) -> tuple[list[str], str]:
     """Split a fixed formula into response column(s) and the right-hand side."""
     if not isinstance(fixed, str):
@@ -53,19 +61,9 @@ def parse_fixed(fixed: str) -> tuple[list[str], str]:
         raise FormulaError(f"fixed formula {fixed!r} has no response on the left of '~'")
     if not rhs:
         raise FormulaError(f"fixed formula {fixed!r} has no right-hand side (use '~ 1')")
-    if "|" in rhs:
-        raise FormulaError(
-            f"fixed formula {fixed!r} contains '|': random effects are not written in the "
-            "fixed formula (lme4's '(1 | g)'); pass them as random=['~ 0 + g']"
-        )
-    if "offset(" in rhs.replace(" ", ""):
-        raise FormulaError(
-            f"fixed formula {fixed!r} has an offset; offsets are not supported "
-            "(R's glmm silently ignores them)"
-        )
     match = _CBIND.match(lhs)
     if match:
-        return [_response_name(match.group(1), fixed), _response_name(match.group(2), fixed)], rhs
+        return [_response_part(match.group(1), fixed), _response_part(match.group(2), fixed)], rhs
     if lhs.replace(" ", "").startswith("cbind("):
         raise FormulaError(
             f"response {lhs!r} must be 'cbind(successes, failures)' with exactly two "
@@ -107,8 +105,9 @@ def parse_random(formula: str) -> tuple[str, ...]:
     rhs = formula.split("~")[-1].strip()
     if "|" in rhs:
         raise FormulaError(
-            f"random formula {formula!r} uses lme4's '(1 | g)' syntax; write one formula "
-            "per grouping factor as '~ 0 + g'"
+            f"random formula {formula!r} uses lme4's '(1 | g)' syntax; write lme4 terms in "
+            "the fixed formula ('y ~ x + (1 | g)'), or one random formula per grouping "
+            "factor as '~ 0 + g'"
         )
     stripped = _NO_INTERCEPT.sub("+", rhs)
     terms = [term.strip() for term in stripped.split("+") if term.strip()]
@@ -121,8 +120,9 @@ def parse_random(formula: str) -> tuple[str, ...]:
     if len(terms) != 1 or re.search(r"[()*/|^-]", terms[0] if terms else "("):
         raise FormulaError(
             f"random formula {formula!r} must name one grouping factor, as "
-            "'~ 0 + g' (or an interaction '~ 0 + g1:g2'); random slopes and "
-            "correlated effects are not supported"
+            "'~ 0 + g' (or an interaction '~ 0 + g1:g2'; with a float column x, "
+            "'~ 0 + x:g' is a random slope); for several columns per level, correlated or "
+            "not, write lme4 terms in the fixed formula: '(1 + x | g)' or '(1 + x || g)'"
         )
     if terms[0] == "1":
         raise FormulaError(

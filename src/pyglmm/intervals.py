@@ -54,29 +54,36 @@ def wald_table(
     nu: FloatArray,
     covariance: FloatArray,
     score_mc_covariance: FloatArray,
+    is_variance: NDArray[np.bool_] | None = None,
 ) -> pd.DataFrame:
     """The table of :meth:`GLMMResults.tidy` (which documents its columns).
 
     ``covariance`` is :func:`observed_covariance`'s; ``score_mc_covariance`` the Monte
     Carlo covariance of the MCLA gradient, the middle of the MCSE sandwich.
+    ``is_variance`` marks the random-effect parameters that are variances (default:
+    all); the others are covariances (kind ``"covariance"``, two-sided p-values).
     """
+    if is_variance is None:
+        is_variance = np.ones(nu.size, dtype=bool)
     variances = np.diag(covariance)
     se = np.sqrt(np.where(variances > 0, variances, np.nan))
-    se[beta.size :][nu < BOUNDARY_NU] = np.nan
+    se[beta.size :][is_variance & (nu < BOUNDARY_NU)] = np.nan
     mc_variances = np.diag(covariance @ score_mc_covariance @ covariance)
     estimate = np.concatenate([beta, nu])
     with np.errstate(divide="ignore", invalid="ignore"):
         z = estimate / se
     two_sided = 2.0 * stats.norm.sf(np.abs(z))
     is_fixed = np.arange(estimate.size) < beta.size
+    one_sided = np.concatenate([np.zeros(beta.size, dtype=bool), is_variance])
+    kind = np.where(is_fixed, "fixed", np.where(one_sided, "varcomp", "covariance"))
     return pd.DataFrame({
         "term": list(param_names),
-        "kind": np.where(is_fixed, "fixed", "varcomp"),
+        "kind": kind,
         "estimate": estimate,
         "se": se,
         "mcse": np.sqrt(np.clip(mc_variances, 0.0, None)),
         "z": z,
-        "p": np.where(is_fixed, two_sided, 0.5 * two_sided),
+        "p": np.where(one_sided, 0.5 * two_sided, two_sided),
     })
 
 
@@ -124,7 +131,8 @@ def parameter_positions(param_names: Sequence[str], parm: Any) -> list[int]:
 def wald_intervals(table: pd.DataFrame, alpha: float, method: str) -> pd.DataFrame:
     """Intervals of level ``1 - alpha`` for the rows of a :meth:`~GLMMResults.tidy` table.
 
-    Fixed effects: estimate plus or minus ``z_{1-alpha/2}`` SEs. Variance components:
+    Fixed effects and covariances: estimate plus or minus ``z_{1-alpha/2}`` SEs.
+    Variances:
     the same, lower limit truncated at 0 (``method="wald"``), or the Wald interval of
     ``log(nu)`` mapped back (``method="log"``). Columns are named by the quantiles as
     R names them, e.g. ``"0.025"`` and ``"0.975"``.

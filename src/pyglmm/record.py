@@ -27,6 +27,7 @@ from .families import get_family
 from .intervals import observed_covariance
 from .optimize import TrustStep
 from .settings import SETTINGS_KEYS, FitSettings
+from .terms import TermInfo
 
 if TYPE_CHECKING:
     from .design import Design
@@ -46,7 +47,7 @@ _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 #: Sections of the record of :meth:`GLMMResults.to_dict` and the attributes in each.
 RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("fixed_formula", "random_formulas", "family", "fixed_names",
-               "varcomps_names", "varcomps_equal")),
+               "varcomps_names", "varcomps_equal", "terms")),
     ("settings", SETTINGS_KEYS),
     ("estimates", ("beta", "nu")),
     ("loglike", ("loglike_value", "loglike_gradient", "loglike_hessian")),
@@ -100,6 +101,8 @@ def fit_attributes(
         block_sizes=problem.blocks.block_sizes,
         rounds=rounds,
         timings=timings,
+        terms=tuple(TermInfo.of(term, index) for term, index
+                    in zip(design.random_terms, design.layout.term_index, strict=True)),
         design=design,
     )
 
@@ -116,6 +119,7 @@ def fit_record(fit: GLMMResults) -> dict[str, Any]:
     record["model"]["family"] = fit.family.name
     record["model"]["link"] = fit.family.link
     record["run"]["rounds"] = [dataclasses.asdict(r) for r in fit.rounds]
+    record["model"]["terms"] = [dataclasses.asdict(t) for t in fit.terms]
     table = fit.tidy()
     record["inference"] = {
         "names": fit.param_names, "se": table["se"].to_numpy(),
@@ -168,6 +172,10 @@ def decode(kind: str, value: Any, fit_round: type[FitRound]) -> Any:
         return get_family(value)
     if kind == "tuple[FitRound, ...]":
         return tuple(_round_from_dict(r, fit_round) for r in value)
+    if kind == "tuple[TermInfo, ...]":
+        return tuple(TermInfo(r["name"], r["formula"], tuple(r["columns"]), r["structure"],
+                              tuple(int(i) for i in r["params"]), int(r["n_levels"]))
+                     for r in value)
     if kind.startswith("tuple"):
         return tuple(value)
     scalar: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}

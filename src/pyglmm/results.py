@@ -35,6 +35,8 @@ from .record import RECORD_VERSION as RECORD_VERSION
 from .record import fit_attributes, fit_record, fit_values
 from .settings import FitSettings, SettingsAttributes
 from .summary import Summary, WaldTest, wald_test
+from .terms import TermInfo
+from .varcorr import varcorr_table
 
 FloatArray = NDArray[np.float64]
 
@@ -140,6 +142,7 @@ class GLMMResults(SettingsAttributes):
     block_sizes: NDArray[np.intp]
     rounds: tuple[FitRound, ...]
     timings: dict[str, float]
+    terms: tuple[TermInfo, ...] = ()
     design: Design | None = field(default=None, repr=False, compare=False)
 
     # -- construction ----------------------------------------------------------------
@@ -176,6 +179,24 @@ class GLMMResults(SettingsAttributes):
 
     # -- the one table ---------------------------------------------------------------
     @property
+    def is_variance(self) -> NDArray[np.bool_]:
+        """Which random-effect parameters (``nu``) are variances (the others covariances)."""
+        out = np.ones(self.nu.size, dtype=bool)
+        for info in self.terms:
+            out[list(info.params)] = info.covariance_structure().variance_params()
+        return out
+
+    def varcorr(self) -> pd.DataFrame:
+        """Per random term: variances with SDs, covariances with correlations, and SEs.
+
+        As ``as.data.frame(lme4::VarCorr(fit))`` (columns ``grp``, ``var1``, ``var2``,
+        ``vcov``, ``sdcor``) plus the standard errors ``se_vcov`` (observed
+        information) and ``se_sdcor`` (delta method); see :mod:`pyglmm.varcorr`.
+        """
+        p = self.beta.size
+        return varcorr_table(self.terms, self.nu, self._covariance()[p:, p:])
+
+    @property
     def param_names(self) -> tuple[str, ...]:
         """Names of all parameters: fixed effects, then variance components."""
         return self.fixed_names + self.varcomps_names
@@ -202,7 +223,8 @@ class GLMMResults(SettingsAttributes):
         ['term', 'kind', 'estimate', 'se', 'mcse', 'z', 'p']
         """
         return wald_table(
-            self.param_names, self.beta, self.nu, self._covariance(), self.score_mc_covariance
+            self.param_names, self.beta, self.nu, self._covariance(), self.score_mc_covariance,
+            self.is_variance
         )
 
     def _column(self, column: str, kind: str | None = None) -> pd.Series:

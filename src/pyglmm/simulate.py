@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,9 +17,10 @@ def simulate_glmm(
     n_obs: int,
     groups: Mapping[str, int],
     beta: Sequence[float],
-    nu: Sequence[float],
+    nu: Sequence[Any],
     *,
     trials: int = 10,
+    exposure: bool = False,
     rng: int | np.random.Generator | None = None,
 ) -> pd.DataFrame:
     """Simulate data from a GLMM with an intercept, one covariate and crossed factors.
@@ -29,6 +31,12 @@ def simulate_glmm(
     ``u_g ~ N(0, nu_g)``. The fitting formula is ``"y ~ x"`` (``"cbind(y, fail) ~ x"``
     for the binomial) with random ``["~ 0 + g" for g in groups]``.
 
+    A grouping factor whose ``nu`` is a 2 x 2 covariance matrix gets a random
+    intercept and a random slope on ``x`` per level, ``(u_0, u_1) ~ N_2(0, nu_g)``,
+    adding ``u_0 + u_1 x`` (fitted with ``"y ~ x + (1 + x | g)"``). With ``exposure``
+    every observation gets an exposure ``t ~ Uniform(0.5, 5)`` (column ``t``) and
+    ``log t`` is added to the canonical parameter (fitted with ``offset(log(t))``).
+
     Parameters
     ----------
     family : str or Family
@@ -38,8 +46,9 @@ def simulate_glmm(
     groups : mapping of str to int
         Name and number of levels of every grouping factor.
     beta : (intercept, slope)
-    nu : sequence of float
-        Variance of each grouping factor's effects, in the order of ``groups``.
+    nu : sequence of float or 2 x 2 arrays
+        Variance of each grouping factor's effects (or covariance of its intercept
+        and slope), in the order of ``groups``.
     trials : int
         Binomial number of trials of every observation.
     rng : int or Generator, optional
@@ -66,14 +75,23 @@ def simulate_glmm(
     eta = beta[0] + beta[1] * x
     columns: dict[str, object] = {}
     for (name, n_levels), variance in zip(groups.items(), nu, strict=True):
-        effects = generator.normal(0.0, np.sqrt(variance), n_levels)
-        level = generator.integers(0, n_levels, n_obs)
-        eta = eta + effects[level]
+        if np.ndim(variance) == 2:
+            chol = np.linalg.cholesky(np.asarray(variance, dtype=np.float64))
+            pair = generator.standard_normal((n_levels, 2)) @ chol.T
+            level = generator.integers(0, n_levels, n_obs)
+            eta = eta + pair[level, 0] + pair[level, 1] * x
+        else:
+            effects = generator.normal(0.0, np.sqrt(variance), n_levels)
+            level = generator.integers(0, n_levels, n_obs)
+            eta = eta + effects[level]
         columns[name] = pd.Categorical(
             [f"{name}{j + 1}" for j in level],
             categories=[f"{name}{j + 1}" for j in range(n_levels)],
         )
     frame: dict[str, object] = {}
+    if exposure:
+        t = generator.uniform(0.5, 5.0, n_obs)
+        eta = eta + np.log(t)
     if fam.name == "bernoulli":
         frame["y"] = generator.binomial(1, 1.0 / (1.0 + np.exp(-eta)))
     elif fam.name == "binomial":
@@ -83,5 +101,7 @@ def simulate_glmm(
     else:
         frame["y"] = generator.poisson(np.exp(eta))
     frame["x"] = x
+    if exposure:
+        frame["t"] = t
     frame.update(columns)
     return pd.DataFrame(frame)

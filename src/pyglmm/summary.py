@@ -208,6 +208,15 @@ class Summary:
     monte_carlo: str
     diagnostics: ImportanceDiagnostics
     warnings: tuple[str, ...]
+    varcorr: pd.DataFrame | None = None
+    two_sided_covariances: bool = False
+
+    @property
+    def _varcomp_heading(self) -> str:
+        if self.two_sided_covariances:
+            return ("P-values are one-sided for variances, H_A: nu > 0; two-sided for "
+                    "covariances")
+        return "P-values are one-sided, H_A: nu > 0"
 
     @classmethod
     def from_results(cls, fit: GLMMResults) -> Summary:
@@ -216,7 +225,7 @@ class Summary:
         tidy.index.name = None
         columns = {"estimate": "Estimate", "se": "Std. Error", "mcse": "MCSE", "z": "z value"}
         fixed = tidy[tidy["kind"] == "fixed"].rename(columns=columns | {"p": "Pr(>|z|)"})
-        varcomps = tidy[tidy["kind"] == "varcomp"].rename(columns=columns | {"p": "Pr(>z)"})
+        varcomps = tidy[tidy["kind"] != "fixed"].rename(columns=columns | {"p": "Pr(>z)"})
         diagnostics = fit.diagnostics()
         warnings: list[str] = []
         if not fit.trust_converged:
@@ -233,7 +242,8 @@ class Summary:
                 f"definite (smallest eigenvalue {smallest:.3g}): standard errors, z values "
                 "and p-values are unreliable or missing. Refit with a larger m."
             )
-        boundary = [n for n, v in zip(fit.varcomps_names, fit.nu, strict=True) if v < BOUNDARY_NU]
+        boundary = [n for n, v, is_var in zip(fit.varcomps_names, fit.nu, fit.is_variance,
+                                              strict=True) if is_var and v < BOUNDARY_NU]
         if boundary:
             warnings.append(
                 f"WARNING: variance component(s) {', '.join(map(repr, boundary))} at the "
@@ -241,13 +251,15 @@ class Summary:
                 "values and p-values mean nothing and are shown as NA; consider dropping them."
             )
         warnings.extend(diagnostics.messages)
-        arguments = [
-            _quote(fit.fixed_formula),
-            f"random=[{', '.join(_quote(f) for f in fit.random_formulas)}]",
-            f"family={_quote(fit.family.name)}",
-            f"m={fit.m}",
-            f"varcomps_names=[{', '.join(_quote(n) for n in fit.varcomps_names)}]",
-        ]
+        bar_form = bool(fit.random_formulas) and all(
+            f.lstrip().startswith("(") for f in fit.random_formulas)
+        arguments = [_quote(fit.fixed_formula)]
+        if not bar_form:
+            arguments.append(f"random=[{', '.join(_quote(f) for f in fit.random_formulas)}]")
+        arguments += [f"family={_quote(fit.family.name)}", f"m={fit.m}"]
+        if not bar_form:
+            arguments.append(
+                f"varcomps_names=[{', '.join(_quote(n) for n in fit.varcomps_names)}]")
         if list(fit.varcomps_equal) != list(range(1, len(fit.varcomps_equal) + 1)):
             arguments.append(f"varcomps_equal={list(fit.varcomps_equal)}")
         rounds = len(fit.rounds)
@@ -266,7 +278,10 @@ class Summary:
             f"the last {'converged' if fit.trust_converged else 'stopped'} after "
             f"{fit.iterations} {_plural(fit.iterations, 'iteration')}."
         )
+        correlated = any(len(t.columns) > 1 or t.structure != "scalar" for t in fit.terms)
         return cls(
+            varcorr=_varcorr_display(fit) if correlated else None,
+            two_sided_covariances=bool((tidy["kind"] == "covariance").any()),
             call=_wrap_call(arguments),
             link=fit.family.link,
             fixed=fixed[list(FIXED_COLUMNS)].astype(float),
@@ -296,9 +311,13 @@ class Summary:
             lines += [textwrap.fill(self.warnings[0], _WIDTH), ""]
         lines += ["Call:", self.call, "", f'Link is: "{self.link}"', "", "Fixed Effects:"]
         lines += _aligned(*_text_table(self.fixed, "Pr(>|z|)"))
-        lines += ["", "Variance Components for Random Effects (P-values are one-sided, "
-                  "H_A: nu > 0):"]
+        lines += [""] + textwrap.fill(
+            f"Variance Components for Random Effects ({self._varcomp_heading}):", _WIDTH
+        ).splitlines()
         lines += _aligned(*_text_table(self.varcomps, "Pr(>z)"))
+        if self.varcorr is not None:
+            lines += ["", "Random effects as standard deviations and correlations:"]
+            lines += self.varcorr.to_string(index=False).splitlines()
         lines += ["---", SIGNIF_LEGEND, textwrap.fill(ROUNDING_NOTE, _WIDTH), ""]
         lines.append(f"Log-likelihood (Monte Carlo approximation): {self.loglike_value:.4f}")
         lines.append(textwrap.fill(self.monte_carlo, _WIDTH))
@@ -325,8 +344,11 @@ class Summary:
             f"<div><p><b>Call:</b> <code>{html.escape(self.call)}</code></p>"
             f"<p>Link is: &quot;{html.escape(self.link)}&quot;</p>"
             f"<p><b>Fixed Effects</b></p>{fixed}"
-            "<p><b>Variance Components for Random Effects</b> (P-values are one-sided, "
-            f"H<sub>A</sub>: &nu; &gt; 0)</p>{varcomps}"
+            "<p><b>Variance Components for Random Effects</b> "
+            f"({html.escape(self._varcomp_heading)})</p>{varcomps}"
+            + ("" if self.varcorr is None else
+               "<p><b>Standard deviations and correlations</b></p>"
+               + self.varcorr.to_html(index=False))
             + "".join(f"<p><small>{html.escape(n)}</small></p>" for n in notes)
             + f"{alerts}</div>"
         )
@@ -518,3 +540,21 @@ def _wrap_call(arguments: list[str]) -> str:
             lines.append("     ")
         lines[-1] += piece
     return "\n".join(lines)
+
+
+def _varcorr_display(fit: GLMMResults) -> pd.DataFrame:
+    """lme4's VarCorr layout: one row per column, its SD and correlations with the earlier."""
+    table = fit.varcorr()
+    rows = []
+    for grp in dict.fromkeys(table["grp"]):
+        part = table[table["grp"] == grp]
+        variances = part[part["var2"] == ""]
+        names = list(variances["var1"])
+        for i, row in enumerate(variances.itertuples()):
+            corr = []
+            for j in range(i):
+                hit = part[(part["var1"] == names[j]) & (part["var2"] == row.var1)]
+                corr.append(f"{hit['sdcor'].iloc[0]:.3f}" if len(hit) else "")
+            rows.append([grp if i == 0 else "", row.var1, f"{row.vcov:.4g}",
+                         f"{row.sdcor:.4g}", " ".join(corr)])
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])

@@ -196,18 +196,7 @@ def _check_varcomps(
             )
         if any(not name.strip() for name in names):
             raise ArgumentError(f"varcomps_names must not be empty strings, got {list(names)}")
-    if len(set(names)) != len(names):
-        raise ArgumentError(
-            f"varcomps_names must be distinct, got {list(names)}; name every variance "
-            "component differently (the same grouping factor in two formulas needs "
-            "explicit varcomps_names, or varcomps_equal to tie them)"
-        )
-    clash = [name for name in names if name in fixed_names]
-    if clash:
-        raise ArgumentError(
-            f"variance component name(s) {clash} are also fixed-effect names; every "
-            "parameter needs its own name: give distinct varcomps_names"
-        )
+    _check_names(names, fixed_names)
     return equal, names
 
 
@@ -254,3 +243,34 @@ def assemble_random(
         effect_component=np.asarray(effect_component, dtype=np.intp),
         effect_names=tuple(effect_names),
     )
+
+
+def _check_names(names: Sequence[str], fixed_names: Sequence[str]) -> None:
+    """Random-parameter names must be distinct and differ from the fixed effects'."""
+    if len(set(names)) != len(names):
+        raise ArgumentError(
+            f"varcomps_names must be distinct, got {list(names)}; name every variance "
+            "component differently (the same grouping factor in two formulas needs "
+            "explicit varcomps_names, or varcomps_equal to tie them)"
+        )
+    clash = [name for name in names if name in fixed_names]
+    if clash:
+        raise ArgumentError(
+            f"variance component name(s) {clash} are also fixed-effect names; every "
+            "parameter needs its own name: give distinct varcomps_names"
+        )
+
+
+def _rename(defaults: tuple[str, ...], given: Any) -> tuple[str, ...]:
+    """``varcomps_names`` given for the parameters of lme4 bar terms."""
+    if isinstance(given, str):
+        given = [given]
+    name_list = _as_list(given, "varcomps_names", "['F', 'M']")
+    if not all(isinstance(name, str) and name.strip() for name in name_list):
+        raise ArgumentTypeError(f"varcomps_names must be non-empty strings, got {name_list!r}")
+    if len(name_list) != len(defaults):
+        raise ArgumentError(
+            f"varcomps_names has {len(name_list)} name(s) but the random terms have "
+            f"{len(defaults)} parameter(s) {list(defaults)}; give one name per parameter"
+        )
+    return tuple(name_list)

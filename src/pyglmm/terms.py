@@ -112,3 +112,43 @@ class RandomTerm:
         if self.is_indicator and self.columns == (INTERCEPT,):
             return [f"{self.name}:{level}" for level in self.levels]
         return [f"{self.name}:{level}:{col}" for level in self.levels for col in self.columns]
+
+
+@dataclass(frozen=True)
+class TermInfo:
+    """What a fitted model keeps of a term (the part a saved record holds).
+
+    Attributes
+    ----------
+    name : str
+        The grouping factor (``g`` or ``g1:g2``).
+    formula : str
+        The term as written.
+    columns : tuple of str
+        Its columns.
+    structure : str
+        Its covariance structure's name.
+    params : tuple of int
+        Positions of its parameters in ``psi`` (``theta[p:]``), in the structure's order.
+    n_levels : int
+        Levels of the grouping factor.
+    """
+
+    name: str
+    formula: str
+    columns: tuple[str, ...]
+    structure: str
+    params: tuple[int, ...]
+    n_levels: int
+
+    @classmethod
+    def of(cls, term: RandomTerm, params: IntArray) -> TermInfo:
+        """The info of a term whose parameters sit at ``params``."""
+        return cls(term.name, term.formula, term.columns, term.covariance.name,
+                   tuple(int(i) for i in params), term.n_levels)
+
+    def covariance_structure(self) -> CovarianceStructure:
+        """A fresh instance of the term's structure."""
+        from .covariance import make_structure
+
+        return make_structure(self.structure, len(self.columns))

@@ -18,6 +18,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .errors import ArgumentError, ArgumentTypeError
+from .layout import ParameterLayout
 from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
@@ -180,7 +181,10 @@ def seed_sequence(rng: Any) -> np.random.SeedSequence:
 
 
 def check_par_init(
-    par_init: Sequence[float] | None, names: Sequence[str], n_fixed: int
+    par_init: Sequence[float] | None,
+    names: Sequence[str],
+    n_fixed: int,
+    layout: ParameterLayout | None = None,
 ) -> FloatArray | None:
     """Validate a starting point ``(beta, nu)``.
 
@@ -194,6 +198,10 @@ def check_par_init(
         The parameter names of the model.
     n_fixed : int
         Number of fixed effects.
+    layout : ParameterLayout, optional
+        The model's parameter layout: only its variances must be positive, and every
+        covariance matrix positive definite (default: every random parameter is a
+        variance).
 
     Returns
     -------
@@ -231,10 +239,18 @@ def check_par_init(
         )
     if not np.all(np.isfinite(theta)):
         raise ArgumentError("par_init must hold finite numbers")
-    bad = [names[n_fixed + int(j)] for j in np.flatnonzero(theta[n_fixed:] <= 1e-9)]
+    psi = theta[n_fixed:]
+    is_variance = np.ones(psi.size, dtype=bool) if layout is None else layout.is_variance
+    bad = [names[n_fixed + int(j)] for j in np.flatnonzero(is_variance & (psi <= 1e-9))]
     if bad:
         raise ArgumentError(
             f"par_init gives variance component(s) {bad} a non-positive value; "
             "variance components must be positive"
+        )
+    if layout is not None and not layout.feasible(psi):
+        raise ArgumentError(
+            f"par_init's variances and covariances {psi.tolist()} do not make positive "
+            "definite covariance matrices (a correlation of 1 or more); make the "
+            "covariances smaller"
         )
     return theta
