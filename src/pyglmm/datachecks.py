@@ -79,11 +79,13 @@ def check_fixed_columns(frame: pd.DataFrame, columns: Sequence[str], fixed: str)
     for column in columns:
         series = frame[column]
         dtype = series.dtype
-        if pd.api.types.is_object_dtype(dtype):
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
             inferred = series.infer_objects()
             if pd.api.types.is_numeric_dtype(inferred.dtype):
                 frame[column] = inferred  # numbers stored as objects are numbers
                 dtype = inferred.dtype
+            else:
+                _refuse_mostly_numeric(series, column, fixed)
         if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(
             dtype
         ) or pd.api.types.is_complex_dtype(dtype):
@@ -91,6 +93,30 @@ def check_fixed_columns(frame: pd.DataFrame, columns: Sequence[str], fixed: str)
                 f"column {column!r} of fixed formula {fixed!r} has dtype {dtype}; convert it "
                 "to numbers (e.g. days since a start date) or to a category"
             )
+
+
+def _refuse_mostly_numeric(series: pd.Series, column: str, formula: str) -> None:
+    """A text column whose values are nearly all numbers is a data-entry error, not a factor.
+
+    Read as a factor it would give one fixed effect per distinct number. Refused unless
+    the user makes it categorical on purpose (``astype("category")``).
+    """
+    present = series.dropna()
+    if present.empty:
+        return
+    numbers = pd.to_numeric(present, errors="coerce")
+    bad = numbers.isna().to_numpy()
+    if bad.any() and bad.mean() <= 0.1 and (~bad).sum() >= 2:
+        rows = present.index[bad]
+        shown = [f"{label!r}: {present.loc[label]!r}" for label in list(rows)[:5]]
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        raise DataError(
+            f"column {column!r} of {formula!r} holds numbers except in {len(rows)} row(s) "
+            f"({', '.join(shown)}{more}); read as text it would become a factor with "
+            f"{present.nunique()} levels. Fix those values (pd.to_numeric(data[{column!r}], "
+            f"errors='coerce') makes them missing), or make the column categorical on "
+            f"purpose: data[{column!r}].astype('category')"
+        )
 
 
 def _sorted_levels(values: Any) -> list[Any]:

@@ -438,7 +438,7 @@ def build_design(
     else:
         terms = list_form_terms(frame, random_list, groupings)
         equal, names = _check_varcomps(
-            len(terms), varcomps_equal, varcomps_names, [t.name for t in terms], fixed_names
+            len(terms), varcomps_equal, varcomps_names, [t.label for t in terms], fixed_names
         )
     random_part = assemble_random(terms, equal, names, fixed_names)
     q = random_part.effect_component.size

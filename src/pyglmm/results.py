@@ -475,7 +475,7 @@ class GLMMResults(SettingsAttributes):
         status = "converged" if self.trust_converged else "NOT converged"
         return (
             f"<GLMMResults {self.family.name} {self.fixed_formula!r} + "
-            f"{len(self.varcomps_names)} variance component(s), m={self.m}: "
+            f"{len(self.varcomps_names)} random-effect parameter(s), m={self.m}: "
             f"loglik {self.loglike_value:.4f}, {status}; .summary() for the tables>"
         )
 

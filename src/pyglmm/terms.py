@@ -79,6 +79,13 @@ class RandomTerm:
         return ":".join(self.grouping)
 
     @property
+    def label(self) -> str:
+        """Default name of a one-variance term: ``g``, or ``x:g`` for a slope on ``x``."""
+        if self.columns == (INTERCEPT,):
+            return self.name
+        return ":".join(self.columns) + ":" + self.name
+
+    @property
     def n_levels(self) -> int:
         """Number of levels ``L`` of the grouping factor."""
         return len(self.levels)
