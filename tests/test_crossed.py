@@ -155,3 +155,61 @@ def test_fit_of_a_large_crossed_block_recovers_the_truth() -> None:
     z = (fit.params().to_numpy() - truth) / fit.se().to_numpy()
     assert np.all(np.abs(z) < 3.0), z
     assert np.all(fit.mcse().to_numpy() < 0.2 * fit.se().to_numpy())
+
+
+# -- random slopes and correlated terms in a crossed block -----------------------------------
+@pytest.fixture(scope="module")
+def slope_problems() -> tuple[Problem, Problem]:
+    """A crossed block with a correlated intercept and slope per level of ``a``.
+
+    Z has slope values (not 0/1) and the prior precision has off-diagonal entries
+    between a level's intercept and slope: the Schur path must carry both.
+    """
+    frame = simulate_glmm("bernoulli", 2_500, {"a": 40, "b": 30}, beta=(-0.3, 0.5),
+                          nu=[[[0.4, 0.1], [0.1, 0.3]], 0.5], rng=12)
+    family = get_family("bernoulli")
+    design = build_design("y ~ x + (1 + x | a) + (1 | b)", None, frame, family)
+    return (Problem.build(design, family, crossed_min_size=DENSE),
+            Problem.build(design, family, crossed_min_size=16))
+
+
+def test_crossed_factor_with_slopes_and_correlations(
+    slope_problems: tuple[Problem, Problem],
+) -> None:
+    dense, crossed = slope_problems
+    assert crossed.layout.crossed[0] is not None
+    rng = np.random.default_rng(5)
+    q = dense.n_effects
+    prior = dense.prior_at(np.array([0.4, 0.1, 0.3, 0.5]))
+    assert dense.prior.off_a.size == 40  # one correlation per level of a
+    weights = rng.uniform(0.05, 0.25, dense.y.size)
+    (matrix,) = dense.precision(weights, prior.diag_precision,
+                                off_diagonal=prior.off_precision)
+    (structured,) = crossed.precision(weights, prior.diag_precision,
+                                      off_diagonal=prior.off_precision)
+    np.testing.assert_allclose(structured.dense(), matrix[0], rtol=0,
+                               atol=1e-12 * np.abs(matrix).max())
+    # the dense block is Z^T W Z + D^{-1}, built here from the sparse Z
+    z = dense.design.z_matrix()[dense.blocks.obs_order][:, dense.blocks.effect_order]
+    d_inv = np.diag(prior.diag_precision)
+    d_inv[dense.prior.off_a, dense.prior.off_b] = prior.off_precision
+    d_inv[dense.prior.off_b, dense.prior.off_a] = prior.off_precision
+    direct = (z.T @ (weights[:, None] * z.toarray())) + d_inv
+    np.testing.assert_allclose(matrix[0], direct, rtol=0, atol=1e-12 * np.abs(direct).max())
+    chol_dense = BlockCholesky.from_blocks(dense.groups, (matrix,), 1)
+    chol_crossed = BlockCholesky.from_blocks(crossed.groups, (structured,), 1)
+    np.testing.assert_allclose(chol_crossed.half_log_det, chol_dense.half_log_det, rtol=1e-12)
+    rhs = rng.standard_normal((q, 2))
+    expected = solve_columns(chol_dense, rhs)
+    np.testing.assert_allclose(solve_columns(chol_crossed, rhs), expected, rtol=0,
+                               atol=1e-12 * np.abs(expected).max())
+
+
+def test_crossed_modes_and_laplace_with_slopes(slope_problems: tuple[Problem, Problem]) -> None:
+    dense, crossed = slope_problems
+    beta, psi = np.array([-0.2, 0.4]), np.array([0.4, 0.1, 0.3, 0.5])
+    mode_d, _ = conditional_mode(dense, beta, psi)
+    mode_c, _ = conditional_mode(crossed, beta, psi)
+    np.testing.assert_allclose(mode_c, mode_d, rtol=0, atol=1e-10)
+    assert laplace_loglik(crossed, beta, psi)[0] == pytest.approx(
+        laplace_loglik(dense, beta, psi)[0], rel=1e-12)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pyglmm as pg
+from pyglmm.design import z_gather
 from pyglmm.kernels import fused_pass, fused_pass_numpy
 
 
@@ -87,3 +88,32 @@ def test_fit_is_identical_whatever_the_number_of_kernel_threads(booth_hobert):
         numba.set_num_threads(before)
     assert np.array_equal(fits[0].params().to_numpy(), fits[1].params().to_numpy())
     assert np.array_equal(fits[0].loglike_hessian, fits[1].loglike_hessian)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kernel_with_slope_values_and_weights_matches_numpy(family: str, weighted: bool):
+    """Z entries other than 1 (random slopes) and prior weights: kernel = numpy twin."""
+    rng = np.random.default_rng(11)
+    n, m, p = 600, 40, 3
+    z_columns = np.column_stack([rng.integers(0, 50, n), rng.integers(50, 80, n)])
+    z_values = np.column_stack([np.ones(n), rng.normal(size=n)])
+    u = rng.normal(size=(m, 80))
+    xb = rng.normal(size=n)
+    x = rng.normal(size=(n, p))
+    trials = rng.integers(1, 6, n).astype(float) if family == "binomial" else np.ones(n)
+    y = (rng.poisson(2, n).astype(float) if family == "poisson"
+         else rng.binomial(trials.astype(int), 0.4).astype(float))
+    obs_block = np.repeat(np.arange(3), n // 3)
+    obs_starts = np.array([0, n // 3, 2 * n // 3])
+    weights = rng.integers(0, 4, n).astype(float) if weighted else None
+    fam = pg.get_family(family)
+    kernel = fused_pass(fam, u, xb, y, trials, x, obs_block, obs_starts, z_columns,
+                        z_values, weights)
+    reference = fused_pass_numpy(fam, u, xb, y, trials, x, obs_starts, z_columns, z_values,
+                                 weights)
+    given = fused_pass(fam, z_gather(z_columns, u, z_values), xb, y, trials, x, obs_block,
+                       obs_starts, weights=weights)
+    for a, b, c in zip(kernel, reference, given, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(c, b, rtol=1e-12, atol=1e-9)
