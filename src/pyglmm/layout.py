@@ -72,8 +72,8 @@ class ParameterLayout:
                 first[g] = t
                 starts[g] = offset
                 offset += structure.n_params
-            elif structures[first[g]].n_params != structure.n_params:
-                raise ValueError("tied terms must have the same number of parameters")
+            elif structures[first[g]] != structure:
+                raise ValueError("tied terms must have the same structure and columns")
             index.append(np.arange(starts[g], starts[g] + structure.n_params, dtype=np.intp))
         if len(names) != offset:
             raise ValueError(f"{len(names)} names for {offset} random parameters")
