@@ -111,7 +111,8 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         # the parameters, as L-BFGS-B's finite differences need
         start, factor = warm.get("last", (None, None))
         value, mode, chol = laplace_loglik(
-            problem, x[:p], layout.from_unconstrained(x[p:]), start=start, factor=factor
+            problem, layout.beta(x), layout.from_unconstrained(layout.psi(x)), start=start,
+            factor=factor
         )
         if not np.isfinite(value):
             return np.inf
@@ -130,7 +131,7 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     ]
     res = minimize(negative, start, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
-    beta, nu = res.x[:p], layout.from_unconstrained(res.x[p:])
+    beta, nu = layout.beta(res.x), layout.from_unconstrained(layout.psi(res.x))
     last_mode, last_factor = warm.get("last", (None, None))
     value, mode, _ = laplace_loglik(problem, beta, nu, start=last_mode, factor=last_factor)
     return LaplaceFit(beta=beta, nu=nu, loglik=value, mode=mode, converged=bool(res.success))

@@ -357,9 +357,10 @@ class MCLAObjective:
         """
         theta = np.asarray(theta, dtype=np.float64)
         problem = self.problem
-        p, n_par = problem.n_fixed, theta.size
+        n_par = theta.size
         n_blocks = problem.blocks.n_blocks
-        if not np.all(np.isfinite(theta)) or not problem.params.feasible(theta[p:]):
+        if not np.all(np.isfinite(theta)) or not problem.params.feasible(
+                problem.params.psi(theta)):
             return Evaluation(
                 value=-np.inf,
                 gradient=np.zeros(n_par),

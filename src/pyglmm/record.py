@@ -74,10 +74,9 @@ def fit_attributes(
     timings: dict[str, float],
 ) -> dict[str, Any]:
     """The attributes of :class:`GLMMResults` from the pieces of a fit (see ``from_fit``)."""
-    p = design.n_fixed
     return dict(
-        beta=theta[:p].copy(),
-        nu=theta[p:].copy(),
+        beta=design.layout.beta(theta).copy(),
+        nu=design.layout.psi(theta).copy(),
         loglike_value=evaluation.value,
         loglike_gradient=evaluation.gradient,
         loglike_hessian=evaluation.hessian,

@@ -239,7 +239,7 @@ def check_par_init(
         )
     if not np.all(np.isfinite(theta)):
         raise ArgumentError("par_init must hold finite numbers")
-    psi = theta[n_fixed:]
+    psi = theta[n_fixed:] if layout is None else layout.psi(theta)
     is_variance = np.ones(psi.size, dtype=bool) if layout is None else layout.is_variance
     bad = [names[n_fixed + int(j)] for j in np.flatnonzero(is_variance & (psi <= 1e-9))]
     if bad:
