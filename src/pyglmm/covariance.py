@@ -36,6 +36,7 @@ start) and its name to :data:`STRUCTURES`. See ``docs/architecture.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import ClassVar
 
 import numpy as np
@@ -112,14 +113,11 @@ class CovarianceStructure:
     @property
     def is_diagonal(self) -> bool:
         """Whether ``Sigma`` is diagonal for every ``psi``."""
-        b = self.basis()
-        return bool(np.all(b * (1.0 - np.eye(self.k)) == 0.0))
+        return _shape_facts(self)[0]
 
     def variance_params(self) -> BoolArray:
         """Which parameters are variances (a diagonal entry; bounded below by 0)."""
-        b = self.basis()
-        off = np.abs(b * (1.0 - np.eye(self.k))).sum(axis=(1, 2))
-        return np.asarray(off == 0.0)
+        return _shape_facts(self)[1].copy()
 
     def variance_index(self) -> NDArray[np.intp]:
         """For each column, the parameter that is its variance (shape (k,))."""
@@ -133,7 +131,7 @@ class CovarianceStructure:
 
     def covariance(self, psi: FloatArray) -> FloatArray:
         """``Sigma(psi)``: shape (k, k)."""
-        return np.asarray(np.tensordot(np.asarray(psi, np.float64), self.basis(), axes=1))
+        return np.asarray(np.tensordot(np.asarray(psi, np.float64), _basis(self), axes=1))
 
     def from_covariance(self, sigma: FloatArray) -> FloatArray:
         """The parameters whose ``Sigma`` is closest to ``sigma`` (least squares)."""
@@ -154,10 +152,8 @@ class CovarianceStructure:
         psi = np.asarray(psi, dtype=np.float64)
         if not np.all(np.isfinite(psi)):
             return None
-        basis = self.basis()
-        pairs = self.stat_pairs()
-        first = np.array([group[0] for group in pairs], dtype=np.intp)  # (S, 2)
-        mult = np.where(first[:, 0] == first[:, 1], 1.0, 2.0)
+        basis = _basis(self)
+        first, mult = _shape_facts(self)[2:]
         if self.is_diagonal:
             e = np.diagonal(basis, axis1=1, axis2=2)  # (P, k)
             d = psi @ e
@@ -262,6 +258,28 @@ class Unstructured(CovarianceStructure):
             f"var {columns[i]}" if i == j else f"cov {columns[j]},{columns[i]}"
             for i, j in _lower_entries(self.k)
         )
+
+
+@cache
+def _basis(structure: CovarianceStructure) -> FloatArray:
+    """The structure's basis, computed once per structure (read-only)."""
+    basis = structure.basis()
+    basis.setflags(write=False)
+    return basis
+
+
+@cache
+def _shape_facts(
+    structure: CovarianceStructure,
+) -> tuple[bool, BoolArray, NDArray[np.intp], FloatArray]:
+    """Diagonal or not, the variance parameters, each statistic's first entry and its
+    multiplicity in ``tr(P S)`` (1 on the diagonal, 2 off it)."""
+    b = _basis(structure)
+    off_diagonal = b * (1.0 - np.eye(structure.k))
+    first = np.array([group[0] for group in structure.stat_pairs()], dtype=np.intp)
+    mult = np.where(first[:, 0] == first[:, 1], 1.0, 2.0)
+    return (bool(np.all(off_diagonal == 0.0)),
+            np.asarray(np.abs(off_diagonal).sum(axis=(1, 2)) == 0.0), first, mult)
 
 
 #: The structures by name (``glmm(..., structure=...)`` and the bar syntax).

@@ -42,8 +42,6 @@ _POISSON_ETA_MAX = 300.0
 def _fused_pass_kernel(
     source: FloatArray,
     columns: IntArray,
-    values: FloatArray,
-    weights: FloatArray,
     xb: FloatArray,
     y: FloatArray,
     trials: FloatArray,
@@ -58,8 +56,6 @@ def _fused_pass_kernel(
     m = source.shape[0]
     n, n_columns = columns.shape
     p = x.shape[1]
-    has_values = values.shape[0] > 0
-    has_weights = weights.shape[0] > 0
     for k in numba.prange(m):
         for b in range(n_blocks):
             loglik[k, b] = 0.0
@@ -77,24 +73,15 @@ def _fused_pass_kernel(
                 product = 1.0
                 run = 0
                 current = b
-            if has_values:  # summed in z_gather's order, then X beta
-                eta = source[k, columns[i, 0]] * values[i, 0]
-                for c in range(1, n_columns):
-                    eta += source[k, columns[i, c]] * values[i, c]
-            else:
-                eta = source[k, columns[i, 0]]
-                for c in range(1, n_columns):
-                    eta += source[k, columns[i, c]]
+            eta = source[k, columns[i, 0]]  # summed in z_gather's order, then X beta
+            for c in range(1, n_columns):
+                eta += source[k, columns[i, c]]
             eta += xb[i]
-            w = weights[i] if has_weights else 1.0
             if family_code == 2:
                 if eta > _POISSON_ETA_MAX:
                     eta = _POISSON_ETA_MAX
                 mean = exp(eta)
-                if has_weights:
-                    linear += w * (y[i] * eta - mean)
-                else:
-                    linear += y[i] * eta - mean
+                linear += y[i] * eta - mean
                 var = mean
             else:
                 e = exp(-abs(eta))
@@ -104,29 +91,80 @@ def _fused_pass_kernel(
                 var = e * inv * inv
                 positive = eta if eta > 0.0 else 0.0
                 if family_code == 0:
-                    if has_weights:
-                        linear += w * (y[i] * eta - positive - log(one_plus_e))
-                    else:
-                        linear += y[i] * eta - positive
-                        product *= one_plus_e
-                        run += 1
+                    linear += y[i] * eta - positive
+                    product *= one_plus_e
+                    run += 1
                 else:
                     n_i = trials[i]
-                    if has_weights:
-                        linear += w * (y[i] * eta - n_i * (positive + log(one_plus_e)))
-                    else:
-                        linear += y[i] * eta - n_i * (positive + log(one_plus_e))
+                    linear += y[i] * eta - n_i * (positive + log(one_plus_e))
                     mean *= n_i
                     var *= n_i
             resid = y[i] - mean
-            if has_weights:
-                resid *= w
-                var *= w
             for j in range(p):
                 scores[k, b, j] += resid * x[i, j]
             variance[k, i] = var
         if n > 0:
             loglik[k, current] += linear - log(product)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _fused_pass_kernel_general(
+    source: FloatArray,
+    columns: IntArray,
+    values: FloatArray,
+    weights: FloatArray,
+    xb: FloatArray,
+    y: FloatArray,
+    trials: FloatArray,
+    x: FloatArray,
+    obs_block: IntArray,
+    n_blocks: int,
+    family_code: int,
+    loglik: FloatArray,
+    scores: FloatArray,
+    variance: FloatArray,
+) -> None:  # pragma: no cover - compiled; pinned to fused_pass_numpy by the tests
+    """:func:`_fused_pass_kernel` with ``Z`` entries ``values`` and prior ``weights``.
+
+    Weighted terms take one ``log`` per element (no run products).
+    """
+    m = source.shape[0]
+    n, n_columns = columns.shape
+    p = x.shape[1]
+    for k in numba.prange(m):
+        for b in range(n_blocks):
+            loglik[k, b] = 0.0
+            for j in range(p):
+                scores[k, b, j] = 0.0
+        for i in range(n):
+            b = obs_block[i]
+            eta = source[k, columns[i, 0]] * values[i, 0]  # z_gather's order, then X beta
+            for c in range(1, n_columns):
+                eta += source[k, columns[i, c]] * values[i, c]
+            eta += xb[i]
+            w = weights[i]
+            if family_code == 2:
+                if eta > _POISSON_ETA_MAX:
+                    eta = _POISSON_ETA_MAX
+                mean = exp(eta)
+                term = y[i] * eta - mean
+                var = mean
+            else:
+                e = exp(-abs(eta))
+                one_plus_e = 1.0 + e
+                inv = 1.0 / one_plus_e
+                mean = inv if eta >= 0.0 else e * inv
+                var = e * inv * inv
+                positive = eta if eta > 0.0 else 0.0
+                n_i = trials[i] if family_code == 1 else 1.0
+                term = y[i] * eta - n_i * (positive + log(one_plus_e))
+                mean *= n_i
+                var *= n_i
+            loglik[k, b] += w * term
+            resid = w * (y[i] - mean)
+            for j in range(p):
+                scores[k, b, j] += resid * x[i, j]
+            variance[k, i] = w * var
 
 
 def fused_pass_numpy(
@@ -199,10 +237,18 @@ def fused_pass(
     loglik = np.empty((m, n_blocks))
     scores = np.empty((m, n_blocks, x.shape[1]))
     variance = np.empty((m, n))
-    values = (np.zeros((0, 1)) if z_values is None or z_columns is None
+    plain = weights is None and (z_values is None or z_columns is None)
+    if plain:
+        _fused_pass_kernel(
+            np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), xb, y,
+            trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores,
+            variance,
+        )
+        return loglik, scores, variance
+    values = (np.ones(columns.shape) if z_values is None or z_columns is None
               else np.ascontiguousarray(z_values, dtype=np.float64))
-    obs_weights = np.zeros(0) if weights is None else np.ascontiguousarray(weights, np.float64)
-    _fused_pass_kernel(
+    obs_weights = np.ones(n) if weights is None else np.ascontiguousarray(weights, np.float64)
+    _fused_pass_kernel_general(
         np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), values,
         obs_weights, xb, y,
         trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores, variance,

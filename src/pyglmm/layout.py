@@ -17,6 +17,7 @@ See ``docs/architecture.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -105,12 +106,13 @@ class ParameterLayout:
         """Number of term parameters before ties (``sum_t P_t``)."""
         return sum(s.n_params for s in self.structures)
 
-    @property
+    @cached_property
     def is_variance(self) -> BoolArray:
-        """Which entries of ``psi`` are variances."""
+        """Which entries of ``psi`` are variances (read-only)."""
         out = np.zeros(self.n_random, dtype=bool)
         for structure, index in zip(self.structures, self.term_index, strict=True):
             out[index] = structure.variance_params()
+        out.setflags(write=False)
         return out
 
     @property

@@ -13,7 +13,7 @@ coefficients that turn statistics into the log-density, its gradient and Hessian
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -107,6 +107,11 @@ class PriorLayout:
     off_term: IntArray
     off_row: IntArray
     off_col: IntArray
+    squares_in_order: bool = False  # pairs are (j, j) for j = 0..q-1: u * u itself
+    term_effects: tuple[IntArray, ...] = ()  # per term: its block-order effects
+    term_off: tuple[IntArray, ...] = ()  # per term: its entries of the off-diagonal list
+    _last: dict[bytes, PriorAt | None] = field(default_factory=dict, repr=False,
+                                               compare=False)
 
     @classmethod
     def build(
@@ -161,13 +166,17 @@ class PriorLayout:
             return (np.concatenate(off[name]).astype(np.intp) if off[name]
                     else np.zeros(0, dtype=np.intp))
 
+        off_term = cat("t")
         return cls(
+            squares_in_order=bool(np.array_equal(a, b) and np.array_equal(a, np.arange(q))),
+            term_effects=tuple(np.flatnonzero(effect_term == t) for t in range(n_terms)),
+            term_off=tuple(np.flatnonzero(off_term == t) for t in range(n_terms)),
             layout=layout, n_blocks=n_blocks, n_effects=q,
             block_sizes=np.bincount(effect_block, minlength=n_blocks).astype(np.float64),
             term_levels=term_levels, stat_start=np.asarray(stat_start, dtype=np.intp),
             pair_a=a, pair_b=b, seg_starts=starts, seg_block=kb[starts], seg_stat=ks[starts],
             effect_term=effect_term, effect_column=effect_column,
-            off_a=cat("a"), off_b=cat("b"), off_term=cat("t"), off_row=cat("r"),
+            off_a=cat("a"), off_b=cat("b"), off_term=off_term, off_row=cat("r"),
             off_col=cat("c"),
         )
 
@@ -186,7 +195,10 @@ class PriorLayout:
 
     def statistics(self, u: FloatArray) -> FloatArray:
         """The statistics of every draw: shape (m, B, S) for block-ordered ``u`` (m, q)."""
-        products = u[:, self.pair_a] * u[:, self.pair_b]
+        if self.squares_in_order:
+            products = u * u
+        else:
+            products = u[:, self.pair_a] * u[:, self.pair_b]
         return self._by_segment(np.add.reduceat(products, self.seg_starts, axis=1))
 
     def projections(self, u: FloatArray, slope: FloatArray) -> FloatArray:
@@ -195,21 +207,74 @@ class PriorLayout:
         Shape (m, B, S, p); a statistic of ``w + A d`` is ``s + 2 proj d + d^T gram d``.
         """
         a, b = self.pair_a, self.pair_b
-        prod = 0.5 * (u[:, a, None] * slope[None, b, :] + u[:, b, None] * slope[None, a, :])
+        if self.squares_in_order:
+            prod = u[:, :, None] * slope[None, :, :]
+        else:
+            prod = 0.5 * (u[:, a, None] * slope[None, b, :] + u[:, b, None] * slope[None, a, :])
         return self._by_segment(np.add.reduceat(prod, self.seg_starts, axis=1))
 
     def gram(self, slope: FloatArray) -> FloatArray:
         """The quadratic part of the statistics of ``w + A d``: shape (B, S, p, p)."""
         a, b = self.pair_a, self.pair_b
-        outer = 0.5 * (slope[a, :, None] * slope[b, None, :]
-                       + slope[b, :, None] * slope[a, None, :])
+        if self.squares_in_order:
+            outer = slope[:, :, None] * slope[:, None, :]
+        else:
+            outer = 0.5 * (slope[a, :, None] * slope[b, None, :]
+                           + slope[b, :, None] * slope[a, None, :])
         return self._by_segment(np.add.reduceat(outer, self.seg_starts, axis=0)[None])[0]
 
     # -- at one psi ------------------------------------------------------------------------
     def at(self, psi: FloatArray) -> PriorAt | None:
-        """The prior's coefficients at ``psi``; None where some ``Sigma`` is not definite."""
-        lay = self.layout
+        """The prior's coefficients at ``psi``; None where some ``Sigma`` is not definite.
+
+        The result for the last ``psi`` is kept (the conditional mode and the Laplace
+        value ask for it in turn).
+        """
         psi = np.asarray(psi, dtype=np.float64)
+        key = psi.tobytes()
+        if key not in self._last:
+            self._last.clear()
+            self._last[key] = self._at(psi)
+        return self._last[key]
+
+    def _at_scalar(self, psi: FloatArray) -> PriorAt | None:
+        """:meth:`at` when every term is one column with one variance (R glmm's model)."""
+        lay = self.layout
+        index = np.array([ix[0] for ix in lay.term_index], dtype=np.intp)
+        nu = psi[index]  # (T,): one statistic per term
+        if not np.all(nu > 0.0):
+            return None
+        r, n_terms = lay.n_random, index.size
+        inv = 1.0 / nu
+        terms = np.arange(n_terms)
+        dpi = np.zeros((n_terms, r))
+        np.add.at(dpi, (terms, index), -(inv**2))
+        d2pi = np.zeros((n_terms, r, r))
+        np.add.at(d2pi, (terms, index, index), 2.0 * inv**3)
+        dlogdet = np.zeros((n_terms, r))
+        np.add.at(dlogdet, (terms, index), inv)
+        total_levels = self.term_levels.sum(axis=0)
+        hess_const = np.zeros((r, r))
+        np.add.at(hess_const, (index, index), 0.5 * total_levels * inv**2)
+        logdet = np.log(nu)
+        return PriorAt(
+            const=-0.5 * (self.block_sizes * _LOG_2PI + self.term_levels @ logdet),
+            pi=inv,
+            score_const=-0.5 * (self.term_levels @ dlogdet),
+            score_stat=-0.5 * dpi,
+            hess_const=hess_const,
+            hess_stat=-0.5 * d2pi,
+            dpi=dpi,
+            diag_precision=inv[self.effect_term],
+            off_precision=np.zeros(0),
+            variances=nu[self.effect_term],
+            log_det=float(total_levels @ logdet),
+        )
+
+    def _at(self, psi: FloatArray) -> PriorAt | None:
+        lay = self.layout
+        if all(s.k == 1 and s.n_params == 1 for s in lay.structures):
+            return self._at_scalar(psi)
         r = lay.n_random
         s_total = self.n_stats
         n_terms = len(lay.structures)
@@ -226,32 +291,28 @@ class PriorLayout:
         dlogdet = np.zeros((n_terms, r))
         hess_const = np.zeros((r, r))
         total_levels = self.term_levels.sum(axis=0)
+        diag = np.empty(self.n_effects)
+        variances = np.empty(self.n_effects)
+        off = np.empty(self.off_a.size)
         for t, pt in enumerate(terms):
             index = lay.term_index[t]
             lo, hi = self.stat_start[t], self.stat_start[t + 1]
+            stats = np.arange(lo, hi)
             pi[lo:hi] = pt.pi
-            np.add.at(dpi[lo:hi].T, index, pt.dpi.T)
-            grid = np.ix_(index, index)
-            for s in range(lo, hi):
-                block = np.zeros((r, r))
-                np.add.at(block, grid, pt.d2pi[s - lo])
-                d2pi[s] = block
+            np.add.at(dpi, (stats[:, None], index[None, :]), pt.dpi)
+            np.add.at(d2pi, (stats[:, None, None], index[None, :, None], index[None, None, :]),
+                      pt.d2pi)
             np.add.at(dlogdet[t], index, pt.dlogdet)
-            block = np.zeros((r, r))
-            np.add.at(block, grid, pt.d2logdet)
-            hess_const += -0.5 * total_levels[t] * block
-        diag = np.empty(self.n_effects)
-        variances = np.empty(self.n_effects)
-        for t, pt in enumerate(terms):
-            mine = self.effect_term == t
+            np.add.at(hess_const, (index[:, None], index[None, :]),
+                      -0.5 * total_levels[t] * pt.d2logdet)
+            mine = self.term_effects[t]
             cols = self.effect_column[mine]
-            diag[mine] = pt.precision[cols, cols]
-            variances[mine] = np.diagonal(lay.structures[t].covariance(lay.term_params(psi, t)))[
-                cols]
-        off = np.empty(self.off_a.size)
-        for t, pt in enumerate(terms):
-            mine = self.off_term == t
-            off[mine] = pt.precision[self.off_row[mine], self.off_col[mine]]
+            diag[mine] = np.diagonal(pt.precision)[cols]
+            variances[mine] = np.diagonal(
+                lay.structures[t].covariance(lay.term_params(psi, t)))[cols]
+            if self.term_off[t].size:
+                entries = self.term_off[t]
+                off[entries] = pt.precision[self.off_row[entries], self.off_col[entries]]
         return PriorAt(
             const=-0.5 * (self.block_sizes * _LOG_2PI + self.term_levels @ logdet),
             pi=pi,

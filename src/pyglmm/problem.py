@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -149,13 +150,13 @@ class Problem:
         """
         return np.asarray(psi, dtype=np.float64)[self.variance_slot]
 
-    @property
+    @cached_property
     def variance_slot(self) -> IntArray:
         """Position in ``psi`` of the variance of every block-ordered effect."""
         lay = self.design.layout
         out = np.empty(self.n_effects, dtype=np.intp)
         for t, structure in enumerate(lay.structures):
-            mine = self.prior.effect_term == t
+            mine = self.prior.term_effects[t]
             out[mine] = lay.term_index[t][structure.variance_index()][
                 self.prior.effect_column[mine]]
         return out
