@@ -1,4 +1,4 @@
-"""Choose pyglmm's default proposal settings by measurement (ALGORITHM.md 12.2).
+"""Choose pyglmm's default proposal settings by measurement (docs/method.md).
 
 For each candidate setting (blocks, importance sampler, zeta, re-centring rounds) it
 fits each case with 20 seeds at m = 10,000 and prints, per case and setting: the

@@ -111,7 +111,7 @@ def test_pql_centre_salamander(salamander_problem):
     assert centre.converged
     assert np.all(centre.variances >= SIGMA_FLOOR**2)
     # R's PQL beta* (0.844, 0.260, -1.612, 0.822) comes from its buggy criterion; the
-    # corrected one is close but not equal (ALGORITHM.md 2.4)
+    # corrected one is close but not equal (docs/method.md)
     np.testing.assert_allclose(centre.beta, [0.844, 0.260, -1.612, 0.822], atol=0.05)
     # u* is the conditional mode of the penalised problem at (beta*, D*)
     mode, _ = conditional_mode(salamander_problem, centre.beta, centre.variances)

@@ -295,7 +295,7 @@ def _build(spec):
 
 
 def _log_weights(problem, store, n_chunks, theta):
-    """Per-block log importance weights of every draw, from ALGORITHM.md 1.4 and 4.1."""
+    """Per-block log importance weights of every draw, from docs/method.md and 4.1."""
     p = problem.n_fixed
     beta, nu = theta[:p], theta[p:]
     counts = problem.blocks.component_counts.astype(float)

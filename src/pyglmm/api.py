@@ -113,11 +113,11 @@ def glmm(
         Seed of every random draw; the same seed gives the same fit.
     blocks : {"independent", "joint"}
         ``"independent"`` factorises the MCLA over the independent blocks of the
-        random-effect design (ALGORITHM.md 12.1); ``"joint"`` uses one joint sample as
+        random-effect design (docs/method.md); ``"joint"`` uses one joint sample as
         R's glmm does.
     importance : {"laplace", "glmm"}
         Proposal: a per-block Student t centred at the conditional mode
-        (ALGORITHM.md 12.2), or R glmm's three-part mixture (3.1) per block.
+        (docs/method.md), or R glmm's three-part mixture per block.
     recentre : int or "auto"
         Number of pilot rounds before the final one. Each round maximises the MCLA of
         a fresh sample drawn from a proposal rebuilt at the previous round's estimate

@@ -1,4 +1,4 @@
-"""Independent blocks of the random-effect design (ALGORITHM.md 12.1).
+"""Independent blocks of the random-effect design (docs/method.md).
 
 Random-effect levels that appear together in an observation are linked; the
 connected components of that graph split the observations and the random effects

@@ -282,7 +282,7 @@ def _shape_facts(
             np.asarray(np.abs(off_diagonal).sum(axis=(1, 2)) == 0.0), first, mult)
 
 
-#: The structures by name (``glmm(..., structure=...)`` and the bar syntax).
+#: The structures by name (the bar syntax picks one: ``|`` unstructured, ``||`` diagonal).
 STRUCTURES: dict[str, type[CovarianceStructure]] = {
     cls.name: cls for cls in (Scalar, Diagonal, Unstructured)
 }

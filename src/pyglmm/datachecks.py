@@ -1,7 +1,7 @@
 """Checks and conversions of the data of a model: frame, columns, response, factors, design.
 
 Everything a user can get wrong in the data is caught here with a :mod:`pyglmm.errors`
-exception that names the column (ALGORITHM.md 9): missing columns and values, responses
+exception that names the column (docs/method.md): missing columns and values, responses
 that are not numbers, grouping columns that are not factors, non-finite or
 rank-deficient fixed designs. Separation of the response by the fixed effects is only
 warned about (:class:`~pyglmm.errors.DataWarning`). Errors of formulaic and pandas are

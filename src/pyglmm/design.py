@@ -5,11 +5,11 @@ way R writes them, e.g. ``CrossR/W`` and ``(Intercept)``). Each random formula n
 one grouping factor (``~ 0 + Female``, or an interaction ``~ 0 + Site:Block``) and
 contributes one random effect per level; its design matrix is a 0/1 indicator, so it
 is stored as the level index of every observation rather than as a matrix
-(ALGORITHM.md 1.3, ARCHITECTURE.md). Grouping columns are factors whatever their
+(docs/method.md, docs/architecture.md). Grouping columns are factors whatever their
 dtype; a float grouping column is refused.
 
 Everything a user can get wrong here is caught with a :mod:`pyglmm.errors` exception
-that names the column or argument (ALGORITHM.md 9): errors of formulaic and pandas
+that names the column or argument (docs/method.md): errors of formulaic and pandas
 are wrapped, never passed on. The caller's data are never modified.
 
 This module holds the :class:`Design` and :func:`build_design`, which puts it
@@ -72,7 +72,7 @@ IntArray = NDArray[np.intp]
 
 @dataclass(frozen=True)
 class Design:
-    """Everything the likelihood needs from the data, in ALGORITHM.md's notation.
+    """Everything the likelihood needs from the data, in docs/method.md's notation.
 
     Attributes
     ----------
@@ -255,7 +255,7 @@ def build_design(
 ) -> Design:
     """Build the :class:`Design` of a GLMM from formulas and data.
 
-    Every check of ALGORITHM.md 9 that concerns the data is made here: columns named
+    Every check of docs/method.md that concerns the data is made here: columns named
     in a formula exist, used columns have no missing values (or their rows are dropped
     with a warning), the response suits the family, grouping columns are factors with
     at least two levels, the fixed design has full column rank. Warnings

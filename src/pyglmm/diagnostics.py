@@ -1,7 +1,7 @@
 """Diagnostics of the importance sample: Pareto tail shape, effective sample size, MCSE/SE.
 
 The Monte Carlo standard errors are only honest when the importance weights are well
-behaved (ALGORITHM.md 12.3). Three numbers say whether they are:
+behaved (docs/method.md). Three numbers say whether they are:
 
 * the Kish effective sample size (ESS) of each block, :math:`1/\\sum_k v_{bk}^2`;
 * the Pareto :math:`\\hat k` of the largest weights of each block (PSIS, Vehtari et al.
@@ -207,7 +207,7 @@ def recommend_m(
 
 @dataclass(frozen=True)
 class ImportanceDiagnostics:
-    """The checks of ALGORITHM.md 12.3 at the estimate, with what to do when one fails.
+    """The checks of docs/method.md at the estimate, with what to do when one fails.
 
     Attributes
     ----------
@@ -271,7 +271,7 @@ def diagnose(
     zeta: float = 5.0,
     block_sizes: ArrayLike | None = None,
 ) -> ImportanceDiagnostics:
-    """Run the checks of ALGORITHM.md 12.3 and phrase a warning for each that fails.
+    """Run the checks of docs/method.md and phrase a warning for each that fails.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 A family holds exactly its mathematics: the cumulant function :math:`c(\\eta)`, its
 first two derivatives (mean and variance functions), the log-likelihood constant that
-does not depend on the parameters, and the check of the response (ALGORITHM.md 1.2).
+does not depend on the parameters, and the check of the response (docs/method.md).
 All functions act elementwise on arrays of canonical parameters ``eta`` whose last
 axis runs over observations; ``trials`` (binomial numbers of trials) broadcasts
 against it.
@@ -25,7 +25,7 @@ FloatArray = NDArray[np.float64]
 
 #: Largest canonical parameter used in the Poisson cumulant: exp(300) is finite and
 #: so are its squares, so weights and moments never overflow; the affected samples
-#: already have log-weights far below any competitor (ALGORITHM.md 1.2 [fix]).
+#: already have log-weights far below any competitor (docs/method.md).
 POISSON_ETA_MAX = 300.0
 
 

@@ -2,7 +2,7 @@
 
 :func:`run_fit` is the fit proper behind :func:`pyglmm.glmm`: the PQL and Laplace
 centre, then sampling rounds, each a proposal built at the previous round's estimate,
-a fresh sample and a trust-region maximisation of its MCLA (ALGORITHM.md 12), until
+a fresh sample and a trust-region maximisation of its MCLA (docs/method.md), until
 the policy of ``recentre`` (the ``AUTO_*`` constants for ``"auto"``) ends the fit.
 :func:`build_round` builds the proposal, the sample and the MCLA of one round, as the
 driver does; tests and benchmarks build their objectives with it.
@@ -298,7 +298,7 @@ def run_fit(
         variances, u_pql = nu_pql.copy(), np.zeros(problem.n_effects)
     theta = np.concatenate([beta_pql, variances])
     if settings.importance == "laplace" and settings.par_init is None:
-        # centre the first proposal at the Laplace estimate (ALGORITHM.md 12.2)
+        # centre the first proposal at the Laplace estimate (docs/method.md)
         laplace = laplace_fit(problem, beta_pql, variances)
         theta = np.concatenate(
             [laplace.beta, problem.params.floor_variances(laplace.nu, SIGMA_FLOOR**2)])

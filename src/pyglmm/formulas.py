@@ -4,7 +4,7 @@ The fixed formula has the response on the left (a column name, in backticks if n
 be, or ``cbind(successes, failures)``) and a :mod:`formulaic` right-hand side; each
 random formula names one grouping factor (``~ 0 + Female`` or ``~ 0 + Site:Block``).
 Formula mistakes raise :class:`~pyglmm.errors.FormulaError` naming the formula
-(ALGORITHM.md 9). The design itself is built by :func:`pyglmm.design.build_design`.
+(docs/method.md). The design itself is built by :func:`pyglmm.design.build_design`.
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ Two proposals are provided, both products over the blocks of
 :mod:`pyglmm.blocks` (with ``blocks="joint"`` there is one block and the first is
 exactly R glmm's proposal):
 
-* :func:`glmm_mixture` -- R glmm's three-part mixture (ALGORITHM.md 3.1) restricted
+* :func:`glmm_mixture` -- R glmm's three-part mixture (docs/method.md) restricted
   to each block: ``p1 t_zeta(0, D*) + p2 N(u*, D*) + p3 N(u*, Sigma~)``. Each block of
   each draw picks its own component.
 * :func:`laplace_t` -- a multivariate ``t_zeta`` per block centred at the conditional
-  mode of the random effects and scaled by the curvature there (ALGORITHM.md 12.2).
+  mode of the random effects and scaled by the curvature there (docs/method.md).
 
 Draws and log-densities are in block order; log-densities are per block (m, B).
 """
@@ -141,7 +141,7 @@ def conditional_mode(
     """Mode of the random effects given ``theta`` and the curvature there.
 
     Maximises ``sum_i w_i [y_i eta_i - c(eta_i)] - 1/2 u^T D(psi)^{-1} u`` over ``u`` by
-    Newton's method with step halving (ALGORITHM.md 12.2); the negative Hessian is
+    Newton's method with step halving (docs/method.md); the negative Hessian is
     block-diagonal over the blocks.
 
     Parameters

@@ -5,7 +5,7 @@ The sampling covariance of the estimates is the inverse of the observed informat
 :meth:`pyglmm.GLMMResults.tidy` (estimates, SEs, MCSEs, z and p); for
 :meth:`pyglmm.GLMMResults.confint`, :func:`parameter_positions` picks parameters by
 name or 0-based position and :func:`wald_intervals` forms the intervals
-(ALGORITHM.md 6.3).
+(docs/method.md).
 """
 
 from __future__ import annotations

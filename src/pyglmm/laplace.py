@@ -7,7 +7,7 @@ At ``theta = (beta, nu)`` with conditional mode ``u_hat`` and negative Hessian
           - \\tfrac12 \\hat u^\\top D^{-1}\\hat u - \\tfrac12 \\sum_j \\log \\nu_{t(j)}
           - \\sum_j \\log L_{jj} + \\text{const},
 
-which is what ``lme4::glmer`` maximises (ALGORITHM.md 12.2). Its maximiser is biased
+which is what ``lme4::glmer`` maximises (docs/method.md). Its maximiser is biased
 for binary data, but it is an excellent centre for the importance distribution and
 starting point for the Monte Carlo maximisation: the proposal is then built close to
 the MLE from the first round.

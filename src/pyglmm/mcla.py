@@ -1,6 +1,6 @@
 """The Monte Carlo likelihood approximation: value, gradient and Hessian.
 
-For a fixed importance sample the block-wise MCLA (ALGORITHM.md 4 and 12.1) is
+For a fixed importance sample the block-wise MCLA (docs/method.md) is
 
 .. math::
 
@@ -62,7 +62,7 @@ class EffectShift:
     posterior of the random effects instead of staying behind. This removes most of
     the Monte Carlo error in directions where fixed and random effects are confounded
     (an intercept against the mean of the random effects). With ``A = 0`` everything
-    reduces to ALGORITHM.md 4. Derivatives stay in closed form: ``eta`` gains
+    reduces to docs/method.md. Derivatives stay in closed form: ``eta`` gains
     ``Z A d``, the fixed design becomes ``X + Z A``, and every statistic of the prior
     (a sum of products ``u_a u_b``) is quadratic in ``d`` through the per-chunk
     projections (:meth:`pyglmm.prior.PriorLayout.projections`).
@@ -353,7 +353,7 @@ class MCLAObjective:
 
         Outside the parameter space (a variance not positive, a covariance matrix not
         positive definite) the value is ``-inf`` with zero placeholders for the
-        derivatives (ALGORITHM.md 4.4).
+        derivatives (docs/method.md).
         """
         theta = np.asarray(theta, dtype=np.float64)
         problem = self.problem

@@ -1,4 +1,4 @@
-"""The PQL centre of the importance distribution, with the fixes of ALGORITHM.md 2.
+"""The PQL centre of the importance distribution, with the fixes of docs/method.md.
 
 In the signed-standard-deviation parametrisation ``u = A(sigma) s``, the inner
 problem maximises the penalised likelihood
@@ -14,7 +14,7 @@ Laplace-type criterion
           + \\tfrac12 \\tilde s^\\top\\tilde s
           + \\tfrac12\\log\\det(A Z^\\top \\tilde V Z A + I).
 
-Departures from R's glmm (each a [fix] of ALGORITHM.md 2.4-2.5): ``Q`` uses the new
+Departures from R's glmm (docs/method.md lists them): ``Q`` uses the new
 inner solution ``s~`` (a pure function of ``sigma``), the optimiser's convergence is
 checked, the inner problem is re-solved at the returned ``sigma``, and ``|sigma|`` is
 taken before clamping at ``1e-3``.

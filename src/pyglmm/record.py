@@ -157,7 +157,7 @@ def fit_values(
             values["settings"] = FitSettings.from_dict(stored)
             continue
         for name in names:
-            values[name] = decode(types[name], stored[name], fit_round)
+            values[name] = decode(types[name], stored.get(name), fit_round)
     return values
 
 
@@ -171,6 +171,8 @@ def decode(kind: str, value: Any, fit_round: type[FitRound]) -> Any:
         return get_family(value)
     if kind == "tuple[FitRound, ...]":
         return tuple(_round_from_dict(r, fit_round) for r in value)
+    if kind == "tuple[TermInfo, ...]" and value is None:
+        return ()
     if kind == "tuple[TermInfo, ...]":
         return tuple(TermInfo(r["name"], r["formula"], tuple(r["columns"]), r["structure"],
                               tuple(int(i) for i in r["params"]), int(r["n_levels"]))

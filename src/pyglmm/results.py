@@ -3,7 +3,7 @@
 :class:`GLMMResults` is what :func:`pyglmm.glmm` returns. Its accessors are named as in R
 glmm (``coef``, ``varcomps``, ``vcov``, ``se``, ``mcse``, ``confint``, ``loglik``) and all
 read one table, :meth:`GLMMResults.tidy`; ``summary()`` prints R's layout plus the Monte
-Carlo checks (ALGORITHM.md 6 and 12.3); ``to_json``/``from_json`` store a fit as plain JSON.
+Carlo checks (docs/method.md); ``to_json``/``from_json`` store a fit as plain JSON.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ class GLMMResults(SettingsAttributes):
         return self._column("se")
 
     def mcse(self) -> pd.Series:
-        """Monte Carlo standard errors of the estimates (ALGORITHM.md 6.4 and 12.1).
+        """Monte Carlo standard errors of the estimates (docs/method.md).
 
         The square roots of the diagonal of :meth:`mcvcov`, the sandwich
         :math:`\\hat U^{-1}\\big(\\sum_b\\sum_k v_{bk}^2 (g_{bk}-\\bar g_b)(g_{bk}-\\bar
@@ -366,7 +366,7 @@ class GLMMResults(SettingsAttributes):
         parm: str | int | Sequence[str | int] | None = None,
         method: str = "wald",
     ) -> pd.DataFrame:
-        """Wald confidence intervals, as R glmm's ``confint`` (ALGORITHM.md 6.3).
+        """Wald confidence intervals, as R glmm's ``confint`` (docs/method.md).
 
         Fixed effects: :math:`\\hat\\beta_j \\pm z_{1-\\alpha/2}\\,\\mathrm{se}_j`.
         Variance components: with ``method="wald"`` the same interval with its lower
@@ -442,7 +442,7 @@ class GLMMResults(SettingsAttributes):
 
     # -- summary and diagnostics -------------------------------------------------------
     def diagnostics(self) -> ImportanceDiagnostics:
-        """Block ESS, Pareto k-hat per block and MCSE/SE, with warnings (ALGORITHM.md 12.3).
+        """Block ESS, Pareto k-hat per block and MCSE/SE, with warnings (docs/method.md).
 
         Examples
         --------

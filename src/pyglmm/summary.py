@@ -5,12 +5,13 @@ structure of R glmm's ``summary`` (call, link, fixed-effects table with two-side
 p-values, variance-component table with one-sided p-values, significance codes) so the
 two can be compared line by line, and adds an MCSE column, the Monte Carlo settings,
 the smallest block ESS, the largest Pareto k-hat and the largest MCSE/SE ratio, with a
-warning line for each check that fails (ALGORITHM.md 6.5 and 12.3).
+warning line for each check that fails (docs/method.md).
 
 Estimates and standard errors are printed rounded at the decimal of the MCSE's leading
-digit, but never finer than two significant digits of the standard error (ALGORITHM.md
-6.5 [fix]); z values and p-values are computed from the unrounded numbers, and the
-DataFrames :attr:`Summary.fixed` and :attr:`Summary.varcomps` hold the unrounded numbers.
+digit, but never finer than two significant digits of the standard error (a departure
+from R's glmm, which prints fixed digits); z values and p-values are computed from the
+unrounded numbers, and the DataFrames :attr:`Summary.fixed` and :attr:`Summary.varcomps`
+hold the unrounded numbers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checks of the arguments of :func:`pyglmm.glmm`, each naming the argument at fault.
 
 The checks of the data and formulas live in :mod:`pyglmm.design`; here are the Monte
-Carlo and optimiser settings (ALGORITHM.md 9, including what R's glmm leaves
+Carlo and optimiser settings (docs/method.md, including what R's glmm leaves
 unchecked: ``m``, ``zeta``, ``rmax``, ``iterlim``), the seed and the starting point.
 Every failure is an exception of :mod:`pyglmm.errors` that is also a ``ValueError``
 or ``TypeError``.
