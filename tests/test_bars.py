@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pyglmm.bars import BarTerm, evaluate_expression, split_bars, split_offsets
+from pyglmm.bars import BarTerm, split_bars
 from pyglmm.errors import ArgumentTypeError, DataError, FormulaError
+from pyglmm.offsets import evaluate_expression, split_offsets
 
 F = "y ~ formula"
 

@@ -31,7 +31,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from .bars import evaluate_expression, split_bars, split_offsets
+from .bars import split_bars
 from .datachecks import SEPARATION_CHECK_MAX_ENTRIES as SEPARATION_CHECK_MAX_ENTRIES
 from .datachecks import (
     as_frame,
@@ -55,6 +55,7 @@ from .formulas import (
     transform_arguments,
 )
 from .layout import ParameterLayout
+from .offsets import evaluate_expression, split_offsets
 from .termbuild import (
     _check_names,
     _check_varcomps,

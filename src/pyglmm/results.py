@@ -9,10 +9,9 @@ Carlo checks (docs/method.md); ``to_json``/``from_json`` store a fit as plain JS
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from .design import Design
 from .diagnostics import ImportanceDiagnostics, diagnose
 from .families import Family
+from .hypotheses import WaldTest, wald_test
 from .intervals import (
     interval_alpha,
     observed_covariance,
@@ -32,9 +32,9 @@ from .intervals import (
 from .optimize import TrustStep
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
-from .record import fit_attributes, fit_record, fit_values
+from .record import RecordMethods, fit_attributes
 from .settings import FitSettings, SettingsAttributes
-from .summary import Summary, WaldTest, wald_test
+from .summary import Summary
 from .terms import TermInfo
 from .varcorr import varcorr_table
 
@@ -63,7 +63,7 @@ class FitRound:
 
 
 @dataclass(frozen=True)
-class GLMMResults(SettingsAttributes):
+class GLMMResults(SettingsAttributes, RecordMethods):
     """A GLMM fitted by Monte Carlo maximum likelihood (returned by :func:`pyglmm.glmm`).
 
     Attributes mirror R glmm's fitted object in snake case.
@@ -144,6 +144,7 @@ class GLMMResults(SettingsAttributes):
     timings: dict[str, float]
     terms: tuple[TermInfo, ...] = ()
     design: Design | None = field(default=None, repr=False, compare=False)
+    round_type: ClassVar[type] = FitRound
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -483,73 +484,3 @@ class GLMMResults(SettingsAttributes):
         return self.summary()._repr_html_()
 
     # -- a plain record of the fit -------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-ready record of the fit (no pickle; the design is not kept).
-
-        ``format`` (``"pyglmm.GLMMResults"``), ``format_version`` and ``versions``
-        (pyglmm, Python, numpy, scipy, pandas), then the attributes of the fit, each under
-        its own name, in sections: ``model`` (formulas, family name, parameter names,
-        ``varcomps_equal``), ``settings`` (every setting,
-        :meth:`pyglmm.settings.FitSettings.to_dict`: ``m``, ``blocks``, ``importance``,
-        ``recentre`` (``"auto"`` or an int), ``pilot_m``, ``shift``, ``do_pql``,
-        ``p1``-``p3``, ``zeta``, ``zeta_per_block``, ``rmax``, ``iterlim``,
-        ``chunk_size``, ``na_action``, ``par_init``, the seed's ``rng_entropy`` and
-        ``rng_spawn_key``), ``estimates`` (``beta``, ``nu``), ``loglike``
-        (``loglike_value``, ``loglike_gradient``, ``loglike_hessian``), ``convergence``
-        (``trust_converged``, ``iterations``), ``pql`` (``beta_pql``, ``nu_pql``,
-        ``u_pql``), ``importance_sampling`` (``n_draws``, ``n_blocks``, ``block_sizes``,
-        ``block_ess``, ``score_mc_covariance``, ``top_log_weights``) and ``run``
-        (``rounds``, with their trust traces, and ``timings`` in seconds). Derived, for
-        readers, and recomputed on loading: ``model.link`` and ``inference`` (``names``,
-        ``se``, ``mcse``, ``vcov``, ``block_pareto_k``). Vectors are lists in parameter
-        order, matrices lists of rows; NaN and infinities are the strings ``"NaN"``,
-        ``"Infinity"`` and ``"-Infinity"``, so the record is strict JSON and every float
-        round-trips exactly.
-
-        Examples
-        --------
-        >>> import pyglmm as pg
-        >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), rng=1)
-        >>> fit.to_dict()["estimates"]["beta"] == fit.beta.tolist()
-        True
-        """
-        return fit_record(self)
-
-    def to_json(self, indent: int | None = None) -> str:
-        """The record of :meth:`to_dict` as strict JSON text.
-
-        Examples
-        --------
-        >>> import pyglmm as pg
-        >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), rng=1)
-        >>> back = pg.GLMMResults.from_json(fit.to_json())
-        >>> bool((back.params() == fit.params()).all())
-        True
-        """
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> GLMMResults:
-        """Rebuild a fit from :meth:`to_dict`'s record (without its design: no ``x``/``z``).
-
-        Examples
-        --------
-        >>> import pyglmm as pg
-        >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), rng=1)
-        >>> pg.GLMMResults.from_dict(fit.to_dict()).nu.tolist() == fit.nu.tolist()
-        True
-        """
-        return cls(**fit_values(cls, record, FitRound))
-
-    @classmethod
-    def from_json(cls, text: str) -> GLMMResults:
-        """Rebuild a fit from :meth:`to_json`'s text.
-
-        Examples
-        --------
-        >>> import pyglmm as pg
-        >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), rng=1)
-        >>> pg.GLMMResults.from_json(fit.to_json()).loglik() == fit.loglik()
-        True
-        """
-        return cls.from_dict(json.loads(text))
