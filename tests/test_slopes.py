@@ -58,7 +58,7 @@ def test_agrees_with_lme4_where_laplace_is_accurate(slopes_fit):
 def test_varcorr_reports_sds_and_correlations(slopes_fit):
     table = slopes_fit.varcorr()
     assert list(table.columns) == ["grp", "var1", "var2", "vcov", "sdcor", "se_vcov",
-                                   "se_sdcor"]
+                                   "se_sdcor", "sdcor_lower", "sdcor_upper"]
     params = slopes_fit.params()
     v0, c, v1 = params["var (Intercept)|g"], params["cov (Intercept),x|g"], params["var x|g"]
     corr = table[table["var2"] == "x"].iloc[0]
@@ -77,6 +77,15 @@ def test_varcorr_reports_sds_and_correlations(slopes_fit):
                      for e in np.eye(3)])
     assert corr["se_sdcor"] == pytest.approx(np.sqrt(grad @ vcov @ grad), rel=1e-6)
     assert sd0["se_sdcor"] == pytest.approx(sd0["se_vcov"] / (2 * np.sqrt(v0)), rel=1e-12)
+    # Wald intervals of the SDs and the correlation at the asked level
+    narrow = slopes_fit.varcorr(level=0.5)
+    half = 0.6744897501960817 * corr["se_sdcor"]
+    row = narrow[narrow["var2"] == "x"].iloc[0]
+    assert row["sdcor_lower"] == pytest.approx(corr["sdcor"] - half, rel=1e-12)
+    assert row["sdcor_upper"] == pytest.approx(corr["sdcor"] + half, rel=1e-12)
+    assert (table["sdcor_lower"] >= -1).all() and (table["sdcor_upper"] <= 1).sum() >= 1
+    with pytest.raises(ArgumentError, match="level"):
+        slopes_fit.varcorr(level=95)
 
 
 def test_summary_tables_and_json_round_trip(slopes_fit):
@@ -202,6 +211,12 @@ def test_r_formula_parity_on_both_sides():
     np.testing.assert_array_equal(a.trials, b.trials)
     np.testing.assert_array_equal(a.x, b.x)
     assert a.fixed_names == ("(Intercept)", "x", "I(z ** 2)", "log(z)")
+    c = pg.design.build_design("cbind(y, fail) ~ scale(z) + poly(x, 2) + (1 + scale(x) | g)",
+                               None, data, fam)
+    assert c.fixed_names == ("(Intercept)", "scale(z)", "poly(x, 2)1", "poly(x, 2)2")
+    assert c.param_names[-3:] == ("var (Intercept)|g", "cov (Intercept),scale(x)|g",
+                                  "var scale(x)|g")
+    np.testing.assert_allclose(c.z_values[:, 1].mean(), 0.0, atol=1e-12)
 
 
 # -- bad input ---------------------------------------------------------------------------
@@ -247,6 +262,8 @@ def test_text_slope_column_is_refused(small):
         pg.glmm("y ~ 1 + (1 + x | g)", data=data, family="poisson")
     with pytest.raises(DataError, match="astype\\('category'\\)"):
         pg.glmm("y ~ x", "~ 0 + g", data=data, family="poisson")
+    with pytest.raises(DataError, match="column 'x' of '~ 0 \\+ x:g'"):  # a slope, in text
+        pg.glmm("y ~ 1", "~ 0 + x:g", data=data, family="poisson")
     # made categorical on purpose, it is a factor
     design = pg.design.build_design("y ~ x", "~ 0 + g", data.assign(x=data.x.astype(
         "category")), pg.get_family("poisson"))

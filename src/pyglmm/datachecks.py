@@ -85,7 +85,7 @@ def check_fixed_columns(frame: pd.DataFrame, columns: Sequence[str], fixed: str)
                 frame[column] = inferred  # numbers stored as objects are numbers
                 dtype = inferred.dtype
             else:
-                _refuse_mostly_numeric(series, column, fixed)
+                refuse_mostly_numeric(series, column, fixed)
         if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(
             dtype
         ) or pd.api.types.is_complex_dtype(dtype):
@@ -95,7 +95,7 @@ def check_fixed_columns(frame: pd.DataFrame, columns: Sequence[str], fixed: str)
             )
 
 
-def _refuse_mostly_numeric(series: pd.Series, column: str, formula: str) -> None:
+def refuse_mostly_numeric(series: pd.Series, column: str, formula: str) -> None:
     """A text column whose values are nearly all numbers is a data-entry error, not a factor.
 
     Read as a factor it would give one fixed effect per distinct number. Refused unless

@@ -187,15 +187,17 @@ class GLMMResults(SettingsAttributes, RecordMethods):
             out[list(info.params)] = info.covariance_structure().variance_params()
         return out
 
-    def varcorr(self) -> pd.DataFrame:
+    def varcorr(self, level: float = 0.95) -> pd.DataFrame:
         """Per random term: variances with SDs, covariances with correlations, and SEs.
 
         As ``as.data.frame(lme4::VarCorr(fit))`` (columns ``grp``, ``var1``, ``var2``,
         ``vcov``, ``sdcor``) plus the standard errors ``se_vcov`` (observed
-        information) and ``se_sdcor`` (delta method); see :mod:`pyglmm.varcorr`.
+        information) and ``se_sdcor`` (delta method) and Wald intervals of ``sdcor`` at
+        ``level`` (``sdcor_lower``, ``sdcor_upper``); see :mod:`pyglmm.varcorr`.
         """
+        interval_alpha(level, "wald")
         p = self.beta.size
-        return varcorr_table(self.terms, self.nu, self._covariance()[p:, p:])
+        return varcorr_table(self.terms, self.nu, self._covariance()[p:, p:], float(level))
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from .covariance import Diagonal, Scalar, Unstructured
-from .datachecks import factor_codes, library_message
+from .datachecks import factor_codes, library_message, refuse_mostly_numeric
 from .errors import ArgumentError, ArgumentTypeError, DataError, DataWarning, FormulaError
 from .formulas import r_style_name
 from .layout import ParameterLayout
@@ -56,6 +56,10 @@ def list_form_terms(
     """Terms of R glmm's random formulas; float columns in an interaction are slopes."""
     terms = []
     for formula, names in zip(formulas, parts, strict=True):
+        for column in names:
+            dtype = frame[column].dtype
+            if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+                refuse_mostly_numeric(frame[column], column, formula)
         slopes = [c for c in names if _is_covariate(frame[c])]
         grouping = tuple(c for c in names if c not in slopes)
         if not grouping:  # every part is float: factor_codes says why that is refused

@@ -15,17 +15,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy import stats
 
 from .terms import TermInfo
 
 FloatArray = NDArray[np.float64]
 
-#: Columns of :func:`varcorr_table`, as in ``as.data.frame(lme4::VarCorr(fit))`` plus SEs.
-VARCORR_COLUMNS = ("grp", "var1", "var2", "vcov", "sdcor", "se_vcov", "se_sdcor")
+#: Columns of :func:`varcorr_table`, as in ``as.data.frame(lme4::VarCorr(fit))`` plus SEs
+#: and Wald intervals of ``sdcor``.
+VARCORR_COLUMNS = ("grp", "var1", "var2", "vcov", "sdcor", "se_vcov", "se_sdcor",
+                   "sdcor_lower", "sdcor_upper")
 
 
 def varcorr_table(
-    terms: Sequence[TermInfo], psi: FloatArray, covariance: FloatArray
+    terms: Sequence[TermInfo], psi: FloatArray, covariance: FloatArray, level: float = 0.95
 ) -> pd.DataFrame:
     """One row per variance (with its SD) and per covariance (with its correlation).
 
@@ -36,13 +39,17 @@ def varcorr_table(
         The random-effect parameters ``theta[p:]``.
     covariance : ndarray
         Their estimated covariance matrix (the random block of ``fit.vcov()``).
+    level : float
+        Level of the Wald intervals of the SDs (truncated at 0) and correlations
+        (truncated to [-1, 1]).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``grp`` (grouping factor), ``var1``, ``var2`` (the columns; ``var2``
         empty for a variance), ``vcov`` (variance or covariance), ``sdcor`` (SD or
-        correlation), ``se_vcov`` and ``se_sdcor`` (their standard errors).
+        correlation), ``se_vcov`` and ``se_sdcor`` (their standard errors), and
+        ``sdcor_lower``, ``sdcor_upper`` (the Wald interval of ``sdcor``).
     """
     rows = []
     psi = np.asarray(psi, dtype=np.float64)
@@ -76,4 +83,12 @@ def varcorr_table(
                           - corr / (2.0 * sigma[j, j]) * basis[:, j, j])
                 rows.append((info.name, info.columns[j], info.columns[i], cov, corr,
                              se_of(d_cov), se_of(d_corr)))
-    return pd.DataFrame(rows, columns=list(VARCORR_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(VARCORR_COLUMNS[:7]))
+    quantile = float(stats.norm.ppf(0.5 + level / 2.0))
+    spread = quantile * table["se_sdcor"].to_numpy()
+    is_sd = (table["var2"] == "").to_numpy()
+    sdcor = table["sdcor"].to_numpy()
+    table["sdcor_lower"] = np.where(is_sd, np.maximum(sdcor - spread, 0.0),
+                                    np.maximum(sdcor - spread, -1.0))
+    table["sdcor_upper"] = np.where(is_sd, sdcor + spread, np.minimum(sdcor + spread, 1.0))
+    return table
