@@ -193,9 +193,16 @@ class ParameterLayout:
         return out
 
     # -- unconstrained coordinates (Laplace fit) ---------------------------------------
+    @cached_property
+    def all_diagonal(self) -> bool:
+        """Whether every term's ``Sigma`` is diagonal (every entry of ``psi`` a variance)."""
+        return all(s.is_diagonal for s in self.structures)
+
     def to_unconstrained(self, psi: FloatArray) -> FloatArray:
         """Log variances, and log-Cholesky coordinates of unstructured terms."""
         psi = np.asarray(psi, dtype=np.float64)
+        if self.all_diagonal:
+            return np.log(psi)
         out = np.empty(self.n_random)
         for t, structure in enumerate(self.structures):
             index = self.term_index[t]
@@ -210,6 +217,8 @@ class ParameterLayout:
     def from_unconstrained(self, z: FloatArray) -> FloatArray:
         """Inverse of :meth:`to_unconstrained`."""
         z = np.asarray(z, dtype=np.float64)
+        if self.all_diagonal:
+            return np.exp(z)
         out = np.empty(self.n_random)
         for t, structure in enumerate(self.structures):
             index = self.term_index[t]

@@ -13,7 +13,9 @@ coefficients that turn statistics into the log-density, its gradient and Hessian
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,25 +30,67 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True)
-class PriorAt:
-    """The prior's coefficients at one ``psi`` (see :meth:`PriorLayout.at`).
+class PriorDerivatives:
+    """The derivatives of the prior in ``psi`` (see :class:`PriorAt`)."""
 
-    With ``s`` a draw's statistics (B, S): log-density per block
-    ``const - 0.5 * s @ pi``; gradient in ``psi`` ``score_const + s @ score_stat``;
-    Hessian ``hess_const + sum_b s_b . hess_stat`` (summed over blocks).
-    """
-
-    const: FloatArray  # (B,)
-    pi: FloatArray  # (S,)
     score_const: FloatArray  # (B, R)
     score_stat: FloatArray  # (S, R)
     hess_const: FloatArray  # (R, R), summed over blocks
     hess_stat: FloatArray  # (S, R, R)
     dpi: FloatArray  # (S, R)
+
+
+@dataclass(frozen=True)
+class PriorAt:
+    """The prior's coefficients at one ``psi`` (see :meth:`PriorLayout.at`).
+
+    With ``s`` a draw's statistics (B, S): log-density per block
+    ``const - 0.5 * s @ pi``; gradient in ``psi`` ``score_const + s @ score_stat``;
+    Hessian ``hess_const + sum_b s_b . hess_stat`` (summed over blocks). The
+    derivatives are computed when first asked for (the conditional modes and the
+    Laplace fit need only the density and ``D^{-1}``).
+    """
+
+    const: FloatArray  # (B,)
+    pi: FloatArray  # (S,)
     diag_precision: FloatArray  # (q,) block order
     off_precision: FloatArray  # (n_off,)
     variances: FloatArray  # (q,) diagonal of D, block order
     log_det: float  # log det D
+    make_derivatives: Callable[[], PriorDerivatives] | None = field(
+        default=None, repr=False, compare=False)
+
+    @cached_property
+    def derivatives(self) -> PriorDerivatives:
+        """The derivatives in ``psi`` (computed once)."""
+        if self.make_derivatives is None:
+            raise ValueError("this PriorAt was made without its derivatives")
+        return self.make_derivatives()
+
+    @property
+    def score_const(self) -> FloatArray:
+        """Gradient of the per-block constant, (B, R)."""
+        return self.derivatives.score_const
+
+    @property
+    def score_stat(self) -> FloatArray:
+        """Gradient coefficients of the statistics, (S, R)."""
+        return self.derivatives.score_stat
+
+    @property
+    def hess_const(self) -> FloatArray:
+        """Hessian of the constant, summed over blocks, (R, R)."""
+        return self.derivatives.hess_const
+
+    @property
+    def hess_stat(self) -> FloatArray:
+        """Hessian coefficients of the statistics, (S, R, R)."""
+        return self.derivatives.hess_stat
+
+    @property
+    def dpi(self) -> FloatArray:
+        """Derivatives of the statistics' coefficients ``pi``, (S, R)."""
+        return self.derivatives.dpi
 
     def times(self, layout: PriorLayout, v: FloatArray) -> FloatArray:
         """``D^{-1} v`` for block-ordered ``v`` (..., q)."""
@@ -246,29 +290,33 @@ class PriorLayout:
             return None
         r, n_terms = lay.n_random, index.size
         inv = 1.0 / nu
-        terms = np.arange(n_terms)
-        dpi = np.zeros((n_terms, r))
-        np.add.at(dpi, (terms, index), -(inv**2))
-        d2pi = np.zeros((n_terms, r, r))
-        np.add.at(d2pi, (terms, index, index), 2.0 * inv**3)
-        dlogdet = np.zeros((n_terms, r))
-        np.add.at(dlogdet, (terms, index), inv)
         total_levels = self.term_levels.sum(axis=0)
-        hess_const = np.zeros((r, r))
-        np.add.at(hess_const, (index, index), 0.5 * total_levels * inv**2)
         logdet = np.log(nu)
+
+        def derivatives() -> PriorDerivatives:
+            terms = np.arange(n_terms)  # one entry per term: (term, index) pairs distinct
+            dpi = np.zeros((n_terms, r))
+            dpi[terms, index] = -(inv**2)
+            d2pi = np.zeros((n_terms, r, r))
+            d2pi[terms, index, index] = 2.0 * inv**3
+            dlogdet = np.zeros((n_terms, r))
+            dlogdet[terms, index] = inv
+            # tied terms share an index: their curvatures add
+            hess_const = np.diag(np.bincount(index, weights=0.5 * total_levels * inv**2,
+                                             minlength=r).astype(np.float64))
+            return PriorDerivatives(
+                score_const=-0.5 * (self.term_levels @ dlogdet), score_stat=-0.5 * dpi,
+                hess_const=hess_const, hess_stat=-0.5 * d2pi, dpi=dpi,
+            )
+
         return PriorAt(
             const=-0.5 * (self.block_sizes * _LOG_2PI + self.term_levels @ logdet),
             pi=inv,
-            score_const=-0.5 * (self.term_levels @ dlogdet),
-            score_stat=-0.5 * dpi,
-            hess_const=hess_const,
-            hess_stat=-0.5 * d2pi,
-            dpi=dpi,
             diag_precision=inv[self.effect_term],
             off_precision=np.zeros(0),
             variances=nu[self.effect_term],
             log_det=float(total_levels @ logdet),
+            make_derivatives=derivatives,
         )
 
     def _at(self, psi: FloatArray) -> PriorAt | None:
@@ -313,14 +361,14 @@ class PriorLayout:
             if self.term_off[t].size:
                 entries = self.term_off[t]
                 off[entries] = pt.precision[self.off_row[entries], self.off_col[entries]]
+        derivatives = PriorDerivatives(
+            score_const=-0.5 * (self.term_levels @ dlogdet), score_stat=-0.5 * dpi,
+            hess_const=hess_const, hess_stat=-0.5 * d2pi, dpi=dpi,
+        )
         return PriorAt(
             const=-0.5 * (self.block_sizes * _LOG_2PI + self.term_levels @ logdet),
             pi=pi,
-            score_const=-0.5 * (self.term_levels @ dlogdet),
-            score_stat=-0.5 * dpi,
-            hess_const=hess_const,
-            hess_stat=-0.5 * d2pi,
-            dpi=dpi,
+            make_derivatives=lambda: derivatives,
             diag_precision=diag,
             off_precision=off,
             variances=variances,
