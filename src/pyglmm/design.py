@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import formulaic
@@ -105,6 +105,11 @@ class Design:
         Known offset added to the linear predictor (zeros if none).
     weights : ndarray, shape (n,), or None
         Prior weights of the observations' conditional log-densities (None: all 1).
+    fixed_spec : formulaic ModelSpec
+        The fixed part's model spec (factor levels, stateful transforms), which
+        rebuilds ``X`` on new data.
+    offset_terms : tuple of str
+        The expressions of the formula's ``offset(...)`` terms.
     effect_names : tuple of str
         ``"Female:10"``-style labels of the random effects.
     dropped_rows : tuple
@@ -132,6 +137,8 @@ class Design:
     offset: FloatArray
     z_values: FloatArray | None = None
     weights: FloatArray | None = None
+    fixed_spec: Any = field(default=None, repr=False, compare=False)
+    offset_terms: tuple[str, ...] = ()
     dropped_rows: tuple[Any, ...] = ()
     dropped_positions: tuple[int, ...] = ()
 
@@ -477,6 +484,8 @@ def build_design(
         term_offsets=random_part.term_offsets,
         offset=offset_vector,
         weights=weight_vector,
+        fixed_spec=matrix.model_spec,
+        offset_terms=tuple(offset_terms),
         dropped_rows=dropped,
         dropped_positions=dropped_positions,
     )

@@ -384,6 +384,7 @@ def run_fit(
         theta=theta, rounds=tuple(rounds), beta_pql=beta_pql, nu_pql=nu_pql,
         u_pql=problem.blocks.effects_to_design_order(u_pql), settings=settings,
         timings=timings | {"total": time.perf_counter() - started},
+        sample=built.objective,
     )
 
 

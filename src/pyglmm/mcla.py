@@ -110,6 +110,17 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
+class ChunkPass:
+    """What one pass over a chunk gives at one ``theta``, per draw (m_j rows)."""
+
+    log_weight: FloatArray  # (m_j, B) log importance weights
+    fixed_scores: FloatArray  # (m_j, B, p)
+    variance: FloatArray  # (m_j, n) c''(eta), weighted
+    stats: FloatArray  # (m_j, B, S) the prior's statistics of the (shifted) draws
+    prior_grad: FloatArray | None  # (m_j, B, S, p) with shifted draws
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """The MCLA and what inference needs, at one ``theta``."""
 
@@ -242,10 +253,9 @@ class MCLAObjective:
             self._prior_at = (key, self.problem.prior_at(self.problem.params.psi(theta)))
         return self._prior_at[1]
 
-    def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
-        """Compute the record of one chunk at ``theta`` (which must be feasible)."""
+    def chunk_pass(self, chunk: ChunkSample, theta: FloatArray) -> ChunkPass:
+        """The per-draw quantities of one chunk at ``theta`` (which must be feasible)."""
         problem = self.problem
-        p = problem.n_fixed
         beta = problem.params.beta(theta)
         prior = self.prior_at(theta)
         shift = self.shift
@@ -268,7 +278,19 @@ class MCLAObjective:
             problem.z_values if gather else None, problem.weights,
         )
         log_prior = prior.const - 0.5 * (stats @ prior.pi)
-        log_weight = loglik + log_prior - chunk.log_h  # (m, B)
+        return ChunkPass(
+            log_weight=loglik + log_prior - chunk.log_h, fixed_scores=fixed_scores,
+            variance=variance, stats=stats, prior_grad=prior_grad,
+        )
+
+    def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
+        """Compute the record of one chunk at ``theta`` (which must be feasible)."""
+        problem = self.problem
+        p = problem.n_fixed
+        prior = self.prior_at(theta)
+        one = self.chunk_pass(chunk, theta)
+        log_weight, fixed_scores, variance = one.log_weight, one.fixed_scores, one.variance
+        stats, prior_grad = one.stats, one.prior_grad
         top = log_weight.max(axis=0)
         weight = np.exp(log_weight - top)
         weight_sum = weight.sum(axis=0)
@@ -347,6 +369,25 @@ class MCLAObjective:
         """
         return [self.chunk_record(self.chunk_source(j), theta)
                 for j in range(len(self.chunk_sizes))]
+
+    def weighted_draws(self, theta: FloatArray) -> list[tuple[FloatArray, FloatArray]]:
+        """Every chunk's draws at ``theta`` with their log importance weights.
+
+        Returns, in chunk order, ``(u, log_weight)``: the block-ordered random effects
+        (m_j, q), moved with the fixed effects when the draws are shifted
+        (``u = w + A (beta - beta0)``), and their per-block log weights (m_j, B). The
+        chunk source must be able to give the draws (``draws(j)``, as
+        :class:`pyglmm.parallel.ChunkStore` does).
+        """
+        theta = np.asarray(theta, dtype=np.float64)
+        out = []
+        draws = self.chunk_source.draws  # type: ignore[attr-defined]
+        for j in range(len(self.chunk_sizes)):
+            u = draws(j)
+            if self.shift is not None:
+                u = u + self.shift.slope @ (self.problem.params.beta(theta) - self.shift.beta0)
+            out.append((u, self.chunk_pass(self.chunk_source(j), theta).log_weight))
+        return out
 
     def evaluate(self, theta: FloatArray) -> Evaluation:
         """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, psi)``.

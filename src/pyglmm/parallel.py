@@ -97,6 +97,13 @@ class ChunkStore:
         """Whether whole chunks are kept between evaluations."""
         return self.mode == "chunks"
 
+    def draws(self, j: int) -> FloatArray:
+        """The block-ordered draws ``u`` (m_j, q) of chunk ``j`` (kept, or drawn again)."""
+        kept = self._draws.get(j)
+        if kept is not None and kept.u is not None:
+            return kept.u
+        return draw_effects(self.problem, self.sampler, self.seeds[j], self.sizes[j])
+
     def __call__(self, j: int) -> ChunkSample:
         """Return chunk ``j``."""
         if j in self._cache:

@@ -33,7 +33,7 @@ from .terms import TermInfo
 if TYPE_CHECKING:
     from .design import Design
     from .families import Family
-    from .mcla import Evaluation
+    from .mcla import Evaluation, MCLAObjective
     from .problem import Problem
     from .results import FitRound, GLMMResults
 
@@ -73,6 +73,7 @@ def fit_attributes(
     u_pql: FloatArray,
     settings: FitSettings,
     timings: dict[str, float],
+    sample: MCLAObjective | None = None,
 ) -> dict[str, Any]:
     """The attributes of :class:`GLMMResults` from the pieces of a fit (see ``from_fit``)."""
     return dict(
@@ -104,6 +105,7 @@ def fit_attributes(
         terms=tuple(TermInfo.of(term, index) for term, index
                     in zip(design.random_terms, design.layout.term_index, strict=True)),
         design=design,
+        sample=sample,
     )
 
 

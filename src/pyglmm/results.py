@@ -29,6 +29,7 @@ from .intervals import (
     wald_intervals,
     wald_table,
 )
+from .mcla import MCLAObjective
 from .optimize import TrustStep
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
@@ -144,6 +145,9 @@ class GLMMResults(SettingsAttributes, RecordMethods):
     timings: dict[str, float]
     terms: tuple[TermInfo, ...] = ()
     design: Design | None = field(default=None, repr=False, compare=False)
+    #: The final round's importance sample and MCLA (for post-estimation; not saved in
+    #: the JSON record).
+    sample: MCLAObjective | None = field(default=None, repr=False, compare=False)
     round_type: ClassVar[type] = FitRound
 
     # -- construction ----------------------------------------------------------------

@@ -105,7 +105,8 @@ def bar_form_terms(frame: pd.DataFrame, bars: Sequence[Any]) -> list[RandomTerm]
             structure = Unstructured(k) if bar.correlated else Diagonal(k)
         indicator = columns == (INTERCEPT,)
         terms.append(RandomTerm(bar.text, tuple(bar.grouping), levels, codes, columns,
-                                None if indicator else values, structure))
+                                None if indicator else values, structure,
+                                spec=None if indicator else matrix.model_spec))
         if k > 1 and bar.correlated:
             per_level = np.bincount(codes, minlength=len(levels))
             few = int(np.sum(per_level <= k))

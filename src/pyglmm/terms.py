@@ -16,7 +16,8 @@ then column. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,6 +61,10 @@ class RandomTerm:
     columns: tuple[str, ...] = (INTERCEPT,)
     values: FloatArray | None = None
     structure: CovarianceStructure | None = None
+    #: formulaic's model spec of the columns of an lme4 bar term (None: the columns are
+    #: an intercept, or R glmm's product of float columns named in ``columns``), which
+    #: rebuilds them on new data.
+    spec: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.structure is None:
