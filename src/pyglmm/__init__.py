@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import datasets, errors
 from .api import glmm
+from .compare import anova, lrt
 from .families import Bernoulli, Binomial, Family, Poisson, get_family
 from .results import GLMMResults
 
@@ -16,6 +17,8 @@ __all__ = [
     "Family",
     "GLMMResults",
     "Poisson",
+    "anova",
+    "lrt",
     "datasets",
     "errors",
     "get_family",

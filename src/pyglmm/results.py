@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from . import criteria
 from .design import Design
 from .diagnostics import ImportanceDiagnostics, diagnose
 from .families import Family
@@ -350,6 +351,27 @@ class GLMMResults(SettingsAttributes, RecordMethods):
         True
         """
         return float(self.loglike_value)
+
+    def loglik_df(self) -> int:
+        """Number of estimated parameters (fixed effects and random-effect parameters)."""
+        return criteria.loglik_df(self)
+
+    def loglik_mcse(self) -> float:
+        """Monte Carlo standard error of :meth:`loglik` (:func:`pyglmm.criteria.loglik_mcse`)."""
+        return criteria.loglik_mcse(self)
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations (rows) the model was fitted to."""
+        return criteria.nobs(self)
+
+    def aic(self) -> float:
+        """Akaike's information criterion, ``-2 loglik + 2 df``."""
+        return criteria.aic(self)
+
+    def bic(self) -> float:
+        """Schwarz's criterion, ``-2 loglik + log(nobs) df``."""
+        return criteria.bic(self)
 
     def names(self) -> list[str]:
         """Names of the fields of the fitted object (R's ``names(fit)``)."""
