@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import validation
+from .automatic import check_auto, fit_until_precise
 from .design import build_design
 from .diagnostics import BOUNDARY_NU, LARGE_BLOCK
 from .errors import (
@@ -36,8 +37,10 @@ def glmm(
     random: str | Sequence[str] | None = None,
     data: Any = None,
     family: str | Family = "bernoulli",
-    m: int = 10_000,
+    m: int | str = 10_000,
     *,
+    mcse_target: float = 0.1,
+    max_m: int = 1_000_000,
     offset: Any = None,
     weights: Any = None,
     varcomps_names: Sequence[str] | None = None,
@@ -95,8 +98,13 @@ def glmm(
         The data (never modified).
     family : {"bernoulli", "poisson", "binomial"} or Family
         Response family, with its canonical link.
-    m : int
-        Monte Carlo sample size (per block).
+    m : int or "auto"
+        Monte Carlo sample size (per block). ``"auto"`` starts at 1,000 draws and grows
+        ``m`` by the square-root law, refitting from the previous estimate, until every
+        parameter's MCSE/SE is at most ``mcse_target`` or ``m`` reaches ``max_m`` (then
+        it warns); ``fit.m_path`` records each step (m, seconds, largest MCSE/SE).
+    mcse_target, max_m : float, int
+        The target and the cap of ``m="auto"``.
     offset : array-like or str, optional
         A known term added to the linear predictor (one value per row, or a column
         name); added to any ``offset(...)`` of the formula.
@@ -178,6 +186,21 @@ def glmm(
     >>> fit.trust_converged
     True
     """
+    if isinstance(m, str) and m == "auto":
+        target, cap = check_auto(mcse_target, max_m)
+        arguments = dict(
+            varcomps_names=varcomps_names, varcomps_equal=varcomps_equal, rng=rng,
+            blocks=blocks, importance=importance, recentre=recentre, pilot_m=pilot_m,
+            shift=shift, do_pql=do_pql, p1=p1, p2=p2, p3=p3, zeta=zeta, rmax=rmax,
+            iterlim=iterlim, chunk_size=chunk_size, na_action=na_action, progress=progress,
+            offset=offset, weights=weights,
+        )
+
+        def fit_at(m_step: int, start: Any) -> GLMMResults:
+            return glmm(fixed, random, data, family, m_step,
+                        par_init=par_init if start is None else start, **arguments)
+
+        return fit_until_precise(fit_at, target, cap, stacklevel=3)  # type: ignore[no-any-return]
     started = time.perf_counter()
     fam = get_family(family)
     settings = validation.check_settings(

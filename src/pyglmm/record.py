@@ -56,7 +56,7 @@ RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pql", ("beta_pql", "nu_pql", "u_pql")),
     ("importance_sampling", ("n_draws", "n_blocks", "block_sizes", "block_ess",
                              "score_mc_covariance", "top_log_weights")),
-    ("run", ("rounds", "timings")),
+    ("run", ("rounds", "timings", "m_path")),
 )
 
 
@@ -174,6 +174,8 @@ def decode(kind: str, value: Any, fit_round: type[FitRound]) -> Any:
         return get_family(value)
     if kind == "tuple[FitRound, ...]":
         return tuple(_round_from_dict(r, fit_round) for r in value)
+    if kind == "tuple[tuple[int, float, float], ...]":
+        return tuple((int(a), float(b), float(c)) for a, b, c in (value or ()))
     if kind == "tuple[TermInfo, ...]" and value is None:
         return ()
     if kind == "tuple[TermInfo, ...]":

@@ -146,6 +146,8 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
     rounds: tuple[FitRound, ...]
     timings: dict[str, float]
     terms: tuple[TermInfo, ...] = ()
+    #: With ``m="auto"``: every step's (m, seconds, largest MCSE/SE); empty otherwise.
+    m_path: tuple[tuple[int, float, float], ...] = ()
     design: Design | None = field(default=None, repr=False, compare=False)
     #: The final round's importance sample and MCLA (for post-estimation; not saved in
     #: the JSON record).
