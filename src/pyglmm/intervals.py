@@ -95,8 +95,8 @@ def interval_alpha(level: Any, method: Any) -> float:
         raise ArgumentError(
             f"level must be strictly between 0 and 1 (e.g. 0.95), got {level!r}"
         )
-    if method not in ("wald", "log"):
-        raise ArgumentError(f"method must be 'wald' or 'log', got {method!r}")
+    if method not in ("wald", "log", "profile"):
+        raise ArgumentError(f"method must be 'wald', 'log' or 'profile', got {method!r}")
     return 1.0 - float(level)
 
 

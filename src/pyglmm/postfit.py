@@ -46,6 +46,12 @@ class PostEstimation:
         return predict(self, newdata=newdata, type=type, re=re, new_levels=new_levels,
                        se_fit=se_fit, offset=offset, rng=rng, m=m)
 
+    def profile(self, param: str | int, n: int = 21, width: float = 4.0) -> pd.DataFrame:
+        """The profile likelihood of one parameter (:func:`pyglmm.profiles.profile`)."""
+        from .profiles import profile
+
+        return profile(self, param, n=n, width=width)
+
     def fitted(self) -> pd.Series:
         """Conditional fitted values on the response scale (:func:`pyglmm.prediction.fitted`)."""
         from .prediction import fitted

@@ -414,8 +414,11 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
         parm : str, int or sequence of them, optional
             Parameters by name or by **0-based** position among :attr:`param_names`
             (fixed effects first); default all.
-        method : {"wald", "log"}
-            Interval for the variance components (fixed effects are always Wald).
+        method : {"wald", "log", "profile"}
+            Interval for the variance components (fixed effects are Wald), or
+            profile-likelihood intervals for every parameter on the fit's own sample,
+            with the Monte Carlo SE of each end point (columns ``mcse_lower``,
+            ``mcse_upper``; :mod:`pyglmm.profiles`).
 
         Returns
         -------
@@ -431,7 +434,12 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
         ['0.05', '0.95']
         """
         alpha = interval_alpha(level, method)
-        table = self.tidy().iloc[parameter_positions(self.param_names, parm)]
+        positions = parameter_positions(self.param_names, parm)
+        if method == "profile":
+            from .profiles import profile_intervals
+
+            return profile_intervals(self, float(level), positions)
+        table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)
 
     def wald_test(
