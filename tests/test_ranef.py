@@ -79,7 +79,7 @@ def test_bernoulli_means_track_true_effects():
 def test_chunked_moments_equal_concatenated(poisson_fit):
     fit, _ = poisson_fit
     theta = np.concatenate([fit.beta, fit.nu])
-    pieces = fit.sample.weighted_draws(theta)
+    pieces = list(fit.sample.weighted_draws(theta))
     assert len(pieces) > 1  # the running-max merge over chunks is exercised
     u = np.concatenate([p[0] for p in pieces])
     lw = np.concatenate([p[1] for p in pieces])

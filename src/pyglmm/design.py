@@ -172,6 +172,11 @@ class Design:
         """Names of ``theta = (beta, psi)``: fixed effects, then the terms' parameters."""
         return self.layout.names
 
+    @property
+    def kept_positions(self) -> IntArray:
+        """0-based positions, in the data as given, of the rows the design keeps."""
+        return kept_positions(self.n_obs + len(self.dropped_positions), self.dropped_positions)
+
     def level_effects(self, t: int) -> IntArray:
         """Design-order effects of term ``t``: shape (levels, columns)."""
         term = self.random_terms[t]
@@ -225,6 +230,11 @@ def zt_scatter(
         weights = r if z_values is None else r * z_values[:, k]
         out += np.bincount(z_columns[:, k], weights=weights, minlength=n_effects)
     return out
+
+
+def kept_positions(n_given: int, dropped_positions: Sequence[int]) -> IntArray:
+    """0-based positions, in the data as given, of the rows a design keeps."""
+    return np.setdiff1d(np.arange(n_given), np.asarray(dropped_positions, dtype=np.intp))
 
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
@@ -458,7 +468,7 @@ def build_design(
             DataWarning,
             stacklevel=3,
         )
-    kept = np.setdiff1d(np.arange(n_given), np.asarray(dropped_positions, dtype=np.intp))
+    kept = kept_positions(n_given, dropped_positions)
     offset_vector = (np.zeros(len(frame)) if offset is None
                      else observation_vector(offset, "offset", given, kept))
     for expr in offset_terms:

@@ -20,7 +20,7 @@ workers computed them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -370,24 +370,23 @@ class MCLAObjective:
         return [self.chunk_record(self.chunk_source(j), theta)
                 for j in range(len(self.chunk_sizes))]
 
-    def weighted_draws(self, theta: FloatArray) -> list[tuple[FloatArray, FloatArray]]:
+    def weighted_draws(self, theta: FloatArray) -> Iterator[tuple[FloatArray, FloatArray]]:
         """Every chunk's draws at ``theta`` with their log importance weights.
 
-        Returns, in chunk order, ``(u, log_weight)``: the block-ordered random effects
+        Yields, in chunk order and one chunk at a time (so that a caller accumulating
+        sums holds one chunk in memory), ``(u, log_weight)``: the block-ordered random effects
         (m_j, q), moved with the fixed effects when the draws are shifted
         (``u = w + A (beta - beta0)``), and their per-block log weights (m_j, B). The
         chunk source must be able to give the draws (``draws(j)``, as
         :class:`pyglmm.parallel.ChunkStore` does).
         """
         theta = np.asarray(theta, dtype=np.float64)
-        out = []
         draws = self.chunk_source.draws  # type: ignore[attr-defined]
+        move = (None if self.shift is None
+                else self.shift.slope @ (self.problem.params.beta(theta) - self.shift.beta0))
         for j in range(len(self.chunk_sizes)):
-            u = draws(j)
-            if self.shift is not None:
-                u = u + self.shift.slope @ (self.problem.params.beta(theta) - self.shift.beta0)
-            out.append((u, self.chunk_pass(self.chunk_source(j), theta).log_weight))
-        return out
+            u = draws(j) if move is None else draws(j) + move
+            yield u, self.chunk_pass(self.chunk_source(j), theta).log_weight
 
     def evaluate(self, theta: FloatArray) -> Evaluation:
         """Evaluate the MCLA, its gradient and Hessian at ``theta = (beta, psi)``.

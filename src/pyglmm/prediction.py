@@ -78,9 +78,7 @@ def _design(fit: Any) -> Any:
 
 def _fit_index(design: Any) -> pd.Index:
     """0-based positions, in the data as given, of the rows the fit used."""
-    n_given = design.n_obs + len(design.dropped_positions)
-    kept = np.setdiff1d(np.arange(n_given), np.asarray(design.dropped_positions, np.intp))
-    return pd.Index(kept)
+    return pd.Index(design.kept_positions)
 
 
 def _fit_rows(design: Any) -> _Rows:

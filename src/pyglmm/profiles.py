@@ -29,8 +29,9 @@ from scipy import optimize as sciopt
 from scipy import stats
 
 from .diagnostics import BOUNDARY_NU
-from .errors import ArgumentError
+from .intervals import parameter_positions
 from .optimize import trust_maximize
+from .ranef import require_sample
 
 FloatArray = np.ndarray
 
@@ -44,21 +45,12 @@ class ProfilePoint:
     theta: FloatArray
 
 
-def _sample(fit: Any) -> Any:
-    if getattr(fit, "sample", None) is None:
-        raise ArgumentError(
-            "this fit has no importance sample (fits restored with from_json do not keep "
-            "it); refit with pyglmm.glmm to profile it"
-        )
-    return fit.sample
-
-
 class _Profiler:
     """Maximise the fit's MCLA with one parameter held at a value (warm-started)."""
 
     def __init__(self, fit: Any, j: int) -> None:
         self.fit = fit
-        self.objective = _sample(fit)
+        self.objective = require_sample(fit)
         self.j = j
         self.theta_hat = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
         self.value_hat = float(self.objective.evaluate(self.theta_hat).value)
@@ -101,14 +93,7 @@ class _Profiler:
 
 
 def _position(fit: Any, param: str | int) -> int:
-    names = list(fit.param_names)
-    if isinstance(param, str):
-        if param not in names:
-            raise ArgumentError(f"unknown parameter {param!r}; the parameters are {names}")
-        return names.index(param)
-    if isinstance(param, int | np.integer) and 0 <= int(param) < len(names):
-        return int(param)
-    raise ArgumentError(f"param must be a name or a 0-based position among {names}")
+    return parameter_positions(fit.param_names, param)[0]
 
 
 def _is_variance(fit: Any, j: int) -> bool:

@@ -26,7 +26,6 @@ sample, used by :func:`pyglmm.prediction.simulate`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +77,8 @@ def _theta(fit: Any) -> FloatArray:
     return np.concatenate([np.asarray(fit.beta, np.float64), np.asarray(fit.nu, np.float64)])
 
 
-def _require_sample(fit: Any) -> Any:
+def require_sample(fit: Any) -> Any:
+    """The fit's final importance sample, or a clear error for a restored fit."""
     sample = getattr(fit, "sample", None)
     if sample is None:
         raise ArgumentError(
@@ -88,40 +88,6 @@ def _require_sample(fit: Any) -> Any:
             "simulate(re='conditional')"
         )
     return sample
-
-
-def weighted_chunks(sample: Any, theta: FloatArray) -> Iterator[tuple[FloatArray, FloatArray]]:
-    """Yield every chunk's block-ordered draws and per-block log weights at ``theta``.
-
-    The same as :meth:`pyglmm.mcla.MCLAObjective.weighted_draws`, one chunk at a time
-    (so that a caller that accumulates sums holds one chunk in memory).
-
-    Parameters
-    ----------
-    sample : MCLAObjective
-        The fit's final importance sample (``fit.sample``).
-    theta : ndarray
-        ``(beta, psi)``.
-
-    Yields
-    ------
-    u : ndarray, shape (m_j, q)
-        Draws in block order (moved with the fixed effects for a shifted sample).
-    log_weight : ndarray, shape (m_j, B)
-        Their log importance weights per block.
-    """
-    source = sample.chunk_source
-    draws = getattr(source, "draws", None)
-    if draws is None:  # a source that cannot give the draws one by one
-        yield from sample.weighted_draws(theta)
-        return
-    beta = sample.problem.params.beta(theta)
-    shift = sample.shift
-    for j in range(len(sample.chunk_sizes)):
-        u = draws(j)
-        if shift is not None:
-            u = u + shift.slope @ (beta - shift.beta0)
-        yield u, sample.chunk_pass(source(j), theta).log_weight
 
 
 def _weighted_moments(
@@ -142,7 +108,7 @@ def _weighted_moments(
     w2sum = np.zeros(n_blocks)
     mean = np.zeros(q)
     scatter = np.zeros(q)
-    for u, log_weight in weighted_chunks(sample, theta):
+    for u, log_weight in sample.weighted_draws(theta):
         new_top = np.maximum(top, log_weight.max(axis=0))
         with np.errstate(invalid="ignore"):  # -inf - -inf for a block not seen yet
             rescale = np.where(np.isfinite(top), np.exp(top - new_top), 0.0)
@@ -214,7 +180,7 @@ def conditional_summary(
     pyglmm.errors.ArgumentError
         If the fit has no importance sample (restored from JSON).
     """
-    sample = _require_sample(fit)
+    sample = require_sample(fit)
     problem = sample.problem
     blocks = problem.blocks
     theta = _theta(fit)
@@ -275,7 +241,7 @@ def resample_conditional(
     ndarray, shape (n, q)
         Design-ordered random-effect vectors.
     """
-    sample = _require_sample(fit)
+    sample = require_sample(fit)
     problem = sample.problem
     blocks = problem.blocks
     n_blocks = blocks.n_blocks
@@ -298,7 +264,7 @@ def resample_conditional(
     base = np.zeros(n_blocks)
     effect_index = np.arange(problem.n_effects)
     last = np.zeros((1, problem.n_effects))
-    for u, log_weight in weighted_chunks(sample, theta):
+    for u, log_weight in sample.weighted_draws(theta):
         last = u[-1:]
         m_j = u.shape[0]
         cum = base + np.cumsum(np.exp(log_weight - top), axis=0) / wsum  # (m_j, B)
