@@ -101,7 +101,7 @@ def test_merging_is_associative_and_exact():
     _, objective, theta = make_objective(
         case["fixed"], case["random"], case["data"], case["family"], m=500, chunk=100
     )
-    records = objective.records(theta)
+    records = [objective.chunk_record(objective.chunk_source(j), theta) for j in range(5)]
     left = records[0]
     for rec in records[1:]:
         left = objective.merge(left, rec)
@@ -202,3 +202,30 @@ def test_cache_modes_give_identical_results(budget):
         ev = other.evaluate(theta)
         assert ev.value == reference.value
         assert np.array_equal(ev.hessian, reference.hessian)
+
+
+def test_merge_groups_depend_only_on_the_number_of_chunks():
+    """Up to MAX_GROUPS chunks the runs are single chunks (the plain left fold)."""
+    from pyglmm.chunks import MAX_GROUPS, merge_groups
+
+    assert merge_groups(5) == [range(j, j + 1) for j in range(5)]
+    assert len(merge_groups(MAX_GROUPS)) == MAX_GROUPS
+    runs = merge_groups(10 * MAX_GROUPS + 3)
+    assert len(runs) <= MAX_GROUPS
+    assert [j for run in runs for j in run] == list(range(10 * MAX_GROUPS + 3))
+    assert merge_groups(0) == []
+
+
+def test_records_fold_runs_left_to_right():
+    """The objective's record is the left fold of its runs' left folds."""
+    from pyglmm.chunks import merge_groups
+
+    case = CASES["poisson"]
+    _, objective, theta = make_objective(
+        case["fixed"], case["random"], case["data"], case["family"], m=500, chunk=100
+    )
+    chunks = [objective.chunk_record(objective.chunk_source(j), theta) for j in range(5)]
+    runs = objective.records(theta)
+    assert len(runs) == len(merge_groups(5)) == 5
+    for a, b in zip(runs, chunks, strict=True):
+        np.testing.assert_array_equal(a.score_sum, b.score_sum)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from .chunks import ChunkSample, EffectShift, chunk_from_draws, draw_effects
 from .importance import ImportanceSampler
-from .mcla import ChunkSample, EffectShift, chunk_from_draws, draw_effects
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -63,6 +63,11 @@ class ChunkStore:
         else, if the draws ``u`` (m x q, usually much smaller) fit, those are kept and
         the kernel gathers ``Z u`` from them as it evaluates; otherwise each chunk is
         drawn again from its seed whenever it is needed (bounded memory for any m).
+    shift : EffectShift, optional
+        The draws follow the fixed effects.
+    owned : sequence of int, optional
+        The chunks this store will serve (a backend's worker holds some of them); the
+        memory budget is applied to these. Default: all.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class ChunkStore:
         sizes: Sequence[int],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         shift: EffectShift | None = None,
+        owned: Sequence[int] | None = None,
     ) -> None:
         self.problem = problem
         self.shift = shift
@@ -82,7 +88,7 @@ class ChunkStore:
         small = problem.blocks.n_blocks * (problem.prior.n_stats + 1)
         if shift is not None:
             small += problem.blocks.n_blocks * problem.prior.n_stats * problem.n_fixed
-        m = sum(self.sizes)
+        m = sum(self.sizes) if owned is None else sum(self.sizes[j] for j in owned)
         if m * 8 * (problem.y.size + small) <= cache_bytes:
             self.mode = "chunks"
         elif m * 8 * (problem.n_effects + small) <= cache_bytes:
