@@ -32,6 +32,10 @@ class ConvergenceError(PyGLMMError, ValueError):
     """The fit cannot start or continue (for example an infeasible start)."""
 
 
+class BackendError(PyGLMMError, RuntimeError):
+    """A parallel backend failed: a worker pool that cannot be rebuilt, or a scheduler gone."""
+
+
 class PyGLMMWarning(UserWarning):
     """Base class of the warnings issued by pyglmm."""
 

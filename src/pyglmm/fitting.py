@@ -4,54 +4,42 @@
 centre, then sampling rounds, each a proposal built at the previous round's estimate,
 a fresh sample and a trust-region maximisation of its MCLA (docs/method.md), until
 the policy of ``recentre`` (the ``AUTO_*`` constants for ``"auto"``) ends the fit.
-:func:`build_round` builds the proposal, the sample and the MCLA of one round, as the
-driver does; tests and benchmarks build their objectives with it.
+One round's proposal, sample and MCLA are built by :func:`pyglmm.rounds.build_round`
+(re-exported here, with ``round_sample`` and ``default_zeta``).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
+from .backends import Backend, SerialBackend
 from .blocklinalg import BlockCholesky
 from .design import Design
 from .errors import ConvergenceError
+from .events import FitEvent, FitReporter
 from .families import Family
-from .importance import (
-    ImportanceSampler,
-    block_degrees_of_freedom,
-    conditional_mode,
-    glmm_mixture,
-    laplace_t,
-)
 from .laplace import laplace_fit
-from .mcla import EffectShift, Evaluation, MCLAObjective
-from .optimize import TrustStep, trust_maximize
-from .parallel import (
-    DEFAULT_CACHE_BYTES,
-    ChunkStore,
-    chunk_seeds,
-    chunk_sizes,
-    default_chunk_size,
-)
+from .mcla import Evaluation, MCLAObjective
+from .optimize import TrustResult, TrustStep, trust_maximize
 from .pql import SIGMA_FLOOR, pql_centre
 from .problem import Problem
 from .results import FitRound, GLMMResults
+from .rounds import (  # noqa: F401 - re-exported: tests and benchmarks build rounds here
+    LAPLACE_ZETA,
+    MIXTURE_ZETA,
+    Round,
+    build_round,
+    default_zeta,
+    release_round,
+    round_sample,
+)
 from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
-
-#: Default degrees of freedom of the Laplace-centred t proposal, chosen by measurement
-#: (benchmarks/defaults.py): against 5, 10 and 50 it gave the smallest spread of the
-#: maximised log-likelihood over seeds on salamander and Booth-Hobert.
-LAPLACE_ZETA = 20.0
-#: R glmm's default degrees of freedom of the t component of its mixture.
-MIXTURE_ZETA = 5.0
 
 #: With ``recentre="auto"``: pilot rounds continue until the smallest per-block ESS at
 #: the round's estimate is at least this fraction of the pilot size ...
@@ -80,174 +68,14 @@ AUTO_MAX_GATED = 8
 AUTO_IMPROVEMENT = 2.0
 
 
-def default_zeta(importance: str) -> float:
-    """``glmm()``'s default t degrees of freedom for the ``importance`` proposal.
-
-    R glmm's 5 for its mixture; 20 for the Laplace-centred t (measured, BENCHMARKS.md),
-    which the fit grows with the block (``zeta_per_block``).
-    """
-    return LAPLACE_ZETA if importance == "laplace" else MIXTURE_ZETA
-
-
-@dataclass(frozen=True)
-class Round:
-    """The proposal, the sample and the MCLA of one sampling round.
-
-    Attributes
-    ----------
-    index : int
-        The round's number from 0 (its chunks' seed streams are spawned with it).
-    m : int
-        Draws of the round (per block).
-    theta : ndarray
-        Where the proposal is centred, ``(beta, nu)`` with ``nu`` at least
-        ``SIGMA_FLOOR**2``; the optimiser starts there.
-    sampler : ImportanceSampler
-        The proposal.
-    shift : EffectShift or None
-        How the draws follow the fixed effects (``settings.shift``), if they do.
-    sizes : tuple of int
-        Rows of each chunk of the sample.
-    store : ChunkStore
-        The chunks of the sample.
-    objective : MCLAObjective
-        The round's MCLA.
-    mode : ndarray or None
-        Conditional mode of the random effects at ``theta`` (None if none was
-        computed); the next round starts its Newton iterations there.
-    mode_factor : BlockCholesky or None
-        Curvature factor at ``mode`` of the Laplace t (None for the mixture).
-    """
-
-    index: int
-    m: int
-    theta: FloatArray
-    sampler: ImportanceSampler
-    shift: EffectShift | None
-    sizes: tuple[int, ...]
-    store: ChunkStore
-    objective: MCLAObjective
-    mode: FloatArray | None
-    mode_factor: BlockCholesky | None
-
-
-def round_sample(
-    problem: Problem,
-    sampler: ImportanceSampler,
-    seeds: Sequence[np.random.SeedSequence],
-    sizes: Sequence[int],
-    shift: EffectShift | None = None,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
-) -> tuple[ChunkStore, MCLAObjective]:
-    """The chunked sample drawn from ``sampler`` and its MCLA.
-
-    Parameters
-    ----------
-    problem : Problem
-    sampler : ImportanceSampler
-    seeds : sequence of SeedSequence
-        One stream per chunk (:func:`pyglmm.parallel.chunk_seeds`).
-    sizes : sequence of int
-        Rows of each chunk.
-    shift : EffectShift, optional
-        The draws follow the fixed effects.
-    cache_bytes : int
-        Memory budget of the store (:class:`pyglmm.parallel.ChunkStore`).
-
-    Returns
-    -------
-    (ChunkStore, MCLAObjective)
-    """
-    store = ChunkStore(problem, sampler, seeds, sizes, cache_bytes=cache_bytes, shift=shift)
-    return store, MCLAObjective(problem, store, sizes, shift=shift)
-
-
-def build_round(
-    problem: Problem,
-    settings: FitSettings,
-    round_index: int,
-    theta: FloatArray,
-    m_round: int,
-    *,
-    mode: FloatArray | None = None,
-    mode_factor: BlockCholesky | None = None,
-    centre_effects: FloatArray | None = None,
-) -> Round:
-    """Build one sampling round as :func:`run_fit` does: proposal, sample and MCLA.
-
-    Parameters
-    ----------
-    problem : Problem
-    settings : FitSettings
-        The proposal (``importance``, ``zeta``, ``zeta_per_block``, ``p``, ``shift``),
-        ``chunk_size`` and the root seed.
-    round_index : int
-        The round's number from 0: the chunks' seed streams are
-        ``chunk_seeds(settings.seed_sequence(), round_index, n_chunks)``.
-    theta : ndarray
-        The centre ``(beta, nu)``; ``nu`` is raised to at least ``SIGMA_FLOOR**2``.
-    m_round : int
-        Draws of the round (per block).
-    mode, mode_factor : optional
-        The previous round's conditional mode and curvature factor (warm starts).
-    centre_effects : ndarray, optional
-        With ``importance="glmm"``: the random effects of the mixture's centre (the
-        PQL ``u*`` in the first round); without them the conditional mode at
-        ``theta`` is computed. The Laplace t is always centred at the mode.
-
-    Returns
-    -------
-    Round
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import pyglmm as pg
-    >>> from pyglmm.problem import Problem
-    >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), m=500,
-    ...               rng=1, recentre=0, par_init=[5.0, 2.0])
-    >>> problem = Problem.build(fit.design, fit.family)
-    >>> first = build_round(problem, fit.settings, 0, np.array([5.0, 2.0]), fit.m)
-    >>> first.objective.evaluate(fit.rounds[0].estimate).value == fit.rounds[0].value
-    True
-    """
-    params = problem.params
-    beta_c = params.beta(theta)
-    nu_c = params.floor_variances(params.psi(theta), SIGMA_FLOOR**2)
-    centre = np.concatenate([beta_c, nu_c])
-    sampler: ImportanceSampler
-    shift: EffectShift | None = None
-    if settings.importance == "laplace":
-        df = (block_degrees_of_freedom(settings.zeta, problem.blocks.block_sizes)
-              if settings.zeta_per_block else settings.zeta)
-        sampler, mode, slope = laplace_t(
-            problem, beta_c, nu_c, df, start=mode, factor=mode_factor
-        )
-        mode_factor = sampler.components[0].cholesky
-        if settings.shift:
-            shift = EffectShift.build(problem, slope, beta_c)
-    elif centre_effects is not None:
-        sampler = glmm_mixture(problem, beta_c, nu_c, centre_effects, settings.p, settings.zeta)
-    else:
-        mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
-        sampler = glmm_mixture(problem, beta_c, nu_c, mode, settings.p, settings.zeta)
-    size = settings.chunk_size or default_chunk_size(problem.design.n_obs)
-    sizes = chunk_sizes(m_round, size)
-    seeds = chunk_seeds(settings.seed_sequence(), round_index, len(sizes))
-    store, objective = round_sample(problem, sampler, seeds, sizes, shift=shift)
-    return Round(
-        index=round_index, m=m_round, theta=centre, sampler=sampler, shift=shift,
-        sizes=tuple(sizes), store=store, objective=objective, mode=mode,
-        mode_factor=mode_factor,
-    )
-
-
 def run_fit(
     design: Design,
     family: Family,
     settings: FitSettings,
     progress: bool = False,
     started: float | None = None,
+    backend: Backend | None = None,
+    callback: Callable[[FitEvent], object] | None = None,
 ) -> GLMMResults:
     """Fit the model of ``design``: the centre, the sampling rounds, the results.
 
@@ -265,6 +93,12 @@ def run_fit(
     started : float, optional
         ``time.perf_counter()`` when the fit began (for ``timings["total"]``;
         default: now).
+    backend : Backend, optional
+        Where the sampling rounds' chunks live and are evaluated
+        (:func:`pyglmm.backends.get_backend`; default: serial). The numbers do not
+        depend on it.
+    callback : callable, optional
+        Called with every :class:`pyglmm.events.FitEvent` of the fit.
 
     Returns
     -------
@@ -278,6 +112,8 @@ def run_fit(
         A curvature matrix is numerically singular (:func:`pyglmm.glmm` says what to do).
     """
     started = time.perf_counter() if started is None else started
+    backend = SerialBackend() if backend is None else backend
+    report = FitReporter(callback, progress, started)
     n_fixed = design.n_fixed
     t0 = time.perf_counter()
     problem = Problem.build(design, family, joint=(settings.blocks == "joint"))
@@ -287,11 +123,12 @@ def run_fit(
         variances = problem.params.floor_variances(nu_pql, SIGMA_FLOOR**2)
         u_pql = np.zeros(problem.n_effects)
     elif settings.do_pql:
-        _say(progress, f"PQL centre: {problem.n_effects} random effects in "
-             f"{problem.blocks.n_blocks} blocks (largest {problem.blocks.block_sizes.max()})")
+        report.emit("centre", f"PQL centre: {problem.n_effects} random effects in "
+                    f"{problem.blocks.n_blocks} blocks (largest "
+                    f"{problem.blocks.block_sizes.max()})")
         pql = pql_centre(problem)
         beta_pql, nu_pql, variances, u_pql = pql.beta, pql.nu, pql.variances, pql.u
-        _say(progress, f"PQL centre done ({time.perf_counter() - t0:.1f} s)")
+        report.emit("centre", f"PQL centre done ({time.perf_counter() - t0:.1f} s)")
     else:
         beta_pql = np.zeros(n_fixed)
         nu_pql = problem.params.start()
@@ -302,8 +139,8 @@ def run_fit(
         laplace = laplace_fit(problem, beta_pql, variances)
         theta = np.concatenate(
             [laplace.beta, problem.params.floor_variances(laplace.nu, SIGMA_FLOOR**2)])
-        _say(progress, f"Laplace centre done ({time.perf_counter() - t0:.1f} s), "
-             f"Laplace loglik {laplace.loglik:.6f}")
+        report.emit("centre", f"Laplace centre done ({time.perf_counter() - t0:.1f} s), "
+                    f"Laplace loglik {laplace.loglik:.6f}", value=float(laplace.loglik))
     timings = {"design_pql": time.perf_counter() - t0}
 
     rounds: list[FitRound] = []
@@ -319,43 +156,27 @@ def run_fit(
         final = pilots_done >= n_pilots
         m_round = settings.m if final else min(settings.m, settings.pilot_m)
         t_sample = time.perf_counter()
-        _say(progress, f"round {r + 1} ({'final' if final else 'pilot'}): m = {m_round:,}")
+        report.emit("round", f"round {r + 1} ({'final' if final else 'pilot'}): "
+                    f"m = {m_round:,} on {backend.description}", round_index=r, final=final,
+                    m=m_round)
         built = build_round(
             problem, settings, r, theta, m_round, mode=mode, mode_factor=mode_factor,
-            centre_effects=u_pql if r == 0 else None,
+            centre_effects=u_pql if r == 0 else None, backend=backend,
         )
-        mode, mode_factor = built.mode, built.mode_factor
-        theta = built.theta  # start where the proposal is centred
-        objective = _CachingObjective(
-            built.objective, ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0, start=theta
-        )
-        if auto:  # a start that is itself below the gate lowers the gate
-            start_ess = float(objective.evaluation_at(theta).block_ess.min())
-            objective.ess_floor = min(objective.ess_floor, 0.5 * start_ess)
-        t_opt = time.perf_counter()
-        callback = _progress_printer(r, final) if progress else None
-        _say(progress, f"round {r + 1} proposal built and sample drawn "
-             f"({t_opt - t_sample:.1f} s)")
         try:
-            result = trust_maximize(
-                objective, theta, rinit=10.0, rmax=settings.rmax,
-                iterlim=settings.iterlim, callback=callback,
-                max_infeasible=AUTO_MAX_GATED if auto else None,
-            )
-        except ValueError as exc:
-            raise ConvergenceError(
-                f"the Monte Carlo likelihood is not finite at the start {theta.tolist()}; "
-                "give par_init with positive variance components"
-            ) from exc
+            result, final_eval, t_opt = _maximise_round(built, settings, report, final, auto,
+                                                        t_sample)
+        finally:
+            release_round(built.objective)
+        mode, mode_factor = built.mode, built.mode_factor
         theta = result.argument
-        final_eval = objective.evaluation_at(theta)
         min_ess = float(final_eval.block_ess.min())
         settled = _newton_decrement(final_eval) < AUTO_DECREMENT and (
             min_ess >= AUTO_ESS_FRACTION * m_round
         )
         rounds.append(FitRound(
             sampler=built.sampler.kind, m=m_round, converged=result.converged,
-            iterations=result.iterations, n_evaluations=objective.inner.n_evaluations,
+            iterations=result.iterations, n_evaluations=built.objective.n_evaluations,
             estimate=theta.copy(), value=result.value, min_ess=min_ess, settled=settled,
             seconds_sampling=t_opt - t_sample,
             seconds_optimising=time.perf_counter() - t_opt,
@@ -378,14 +199,53 @@ def run_fit(
     assert final_eval is not None
     timings["sampling"] = sum(rd.seconds_sampling for rd in rounds)
     timings["optimisation"] = sum(rd.seconds_optimising for rd in rounds)
-
+    report.emit("done", f"fit done in {time.perf_counter() - started:.1f} s "
+                f"({len(rounds)} sampling rounds)", value=float(final_eval.value))
     return GLMMResults.from_fit(
         design=design, problem=problem, family=family, evaluation=final_eval,
         theta=theta, rounds=tuple(rounds), beta_pql=beta_pql, nu_pql=nu_pql,
         u_pql=problem.blocks.effects_to_design_order(u_pql), settings=settings,
         timings=timings | {"total": time.perf_counter() - started},
-        sample=built.objective,
+        sample=built.objective, backend=backend.description,
     )
+
+
+def _maximise_round(
+    built: Round, settings: FitSettings, report: FitReporter, final: bool, auto: bool,
+    t_sample: float,
+) -> tuple[TrustResult, Evaluation, float]:
+    """Maximise one round's MCLA from its centre (gated by ESS with ``auto``).
+
+    Returns the optimiser's result, the evaluation at its argument and the time
+    the optimisation started.
+    """
+    r, m_round = built.index, built.m
+    theta = built.theta  # start where the proposal is centred
+    objective = _CachingObjective(
+        built.objective, ess_floor=AUTO_ESS_GATE * m_round if auto else 0.0, start=theta
+    )
+    if auto:  # a start that is itself below the gate lowers the gate
+        start_ess = float(objective.evaluation_at(theta).block_ess.min())
+        objective.ess_floor = min(objective.ess_floor, 0.5 * start_ess)
+    t_opt = time.perf_counter()
+    callback = _iteration_reporter(report, r, final, m_round) if report.active else None
+    report.emit("sampled", f"round {r + 1} proposal built and sample drawn "
+                f"({t_opt - t_sample:.1f} s)", round_index=r, final=final, m=m_round)
+    try:
+        result = trust_maximize(
+            objective, theta, rinit=10.0, rmax=settings.rmax,
+            iterlim=settings.iterlim, callback=callback,
+            max_infeasible=AUTO_MAX_GATED if auto else None,
+        )
+    except ValueError as exc:
+        raise ConvergenceError(
+            f"the Monte Carlo likelihood is not finite at the start {theta.tolist()}; "
+            "give par_init with positive variance components"
+        ) from exc
+    report.emit("round_done", f"round {r + 1} maximised in {result.iterations} iterations "
+                f"({time.perf_counter() - t_opt:.1f} s): loglik {result.value:.6f}",
+                round_index=r, final=final, m=m_round, value=float(result.value))
+    return result, objective.evaluation_at(result.argument), t_opt
 
 
 class _CachingObjective:
@@ -444,24 +304,21 @@ def _newton_decrement(evaluation: Evaluation) -> float:
     return float(abs(evaluation.gradient @ step))
 
 
-def _say(progress: bool, message: str) -> None:
-    """Print a progress line to stderr when ``progress`` is on."""
-    if progress:
-        print(f"[pyglmm] {message}", file=sys.stderr, flush=True)
-
-
-def _progress_printer(round_index: int, final: bool) -> Callable[[TrustStep], None]:
-    """The optimiser's callback that prints each trust-region iteration to stderr."""
+def _iteration_reporter(
+    report: FitReporter, round_index: int, final: bool, m_round: int
+) -> Callable[[TrustStep], None]:
+    """The optimiser's callback that reports each trust-region iteration."""
     label = "final round" if final else f"pilot round {round_index + 1}"
 
     def show(step: TrustStep) -> None:
         status = "accepted" if step.accepted else "rejected"
-        print(
-            f"[pyglmm] {label}, iteration {step.iteration}: "
-            f"loglik {step.value:.6f} -> {step.trial_value:.6f} ({status}, "
-            f"{step.step_type}, radius {step.radius:.3g})",
-            file=sys.stderr,
-            flush=True,
+        report.emit(
+            "iteration",
+            f"{label}, iteration {step.iteration}: loglik {step.value:.6f} -> "
+            f"{step.trial_value:.6f} ({status}, {step.step_type}, radius {step.radius:.3g})",
+            round_index=round_index, final=final, m=m_round, iteration=step.iteration,
+            value=float(step.value), step_norm=float(step.step_norm),
+            accepted=bool(step.accepted),
         )
 
     return show

@@ -157,6 +157,15 @@ class PriorLayout:
     _last: dict[bytes, PriorAt | None] = field(default_factory=dict, repr=False,
                                                compare=False)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle without the kept coefficients (a backend sends the layout to workers)."""
+        state = dict(self.__dict__)
+        state["_last"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
     @classmethod
     def build(
         cls,

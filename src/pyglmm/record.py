@@ -56,8 +56,11 @@ RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pql", ("beta_pql", "nu_pql", "u_pql")),
     ("importance_sampling", ("n_draws", "n_blocks", "block_sizes", "block_ess",
                              "score_mc_covariance", "top_log_weights")),
-    ("run", ("rounds", "timings", "m_path")),
+    ("run", ("rounds", "timings", "m_path", "backend")),
 )
+#: Attributes added after RECORD_VERSION 2 first shipped: a record without them gets
+#: the attribute's default.
+_ADDED_LATER = frozenset({"backend"})
 
 
 def fit_attributes(
@@ -74,6 +77,7 @@ def fit_attributes(
     settings: FitSettings,
     timings: dict[str, float],
     sample: MCLAObjective | None = None,
+    backend: str = "serial",
 ) -> dict[str, Any]:
     """The attributes of :class:`GLMMResults` from the pieces of a fit (see ``from_fit``)."""
     return dict(
@@ -106,6 +110,7 @@ def fit_attributes(
                     in zip(design.random_terms, design.layout.term_index, strict=True)),
         design=design,
         sample=sample,
+        backend=backend,
     )
 
 
@@ -160,6 +165,8 @@ def fit_values(
             values["settings"] = FitSettings.from_dict(stored)
             continue
         for name in names:
+            if name in _ADDED_LATER and name not in stored:
+                continue
             values[name] = decode(types[name], stored.get(name), fit_round)
     return values
 

@@ -148,6 +148,9 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
     terms: tuple[TermInfo, ...] = ()
     #: With ``m="auto"``: every step's (m, seconds, largest MCSE/SE); empty otherwise.
     m_path: tuple[tuple[int, float, float], ...] = ()
+    #: Where the Monte Carlo sample was evaluated: "serial", "processes(k)" or
+    #: "dask(<scheduler address>)" (the numbers do not depend on it).
+    backend: str = "serial"
     design: Design | None = field(default=None, repr=False, compare=False)
     #: The final round's importance sample and MCLA (for post-estimation; not saved in
     #: the JSON record).

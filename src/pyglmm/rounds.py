@@ -1,0 +1,238 @@
+"""One sampling round: its proposal, its chunked sample and its MCLA.
+
+:func:`build_round` builds the proposal at the previous round's estimate (the
+Laplace-centred t, or R glmm's mixture), the chunks' seed streams and sizes, and the
+round's :class:`pyglmm.mcla.MCLAObjective`, whose chunks a backend may hold
+(:func:`round_sample`, closed by :func:`release_round`). The fit driver
+(:mod:`pyglmm.fitting`) calls it once per round; tests and benchmarks build their
+objectives with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .backends import Backend, RoundWork
+from .blocklinalg import BlockCholesky
+from .importance import (
+    ImportanceSampler,
+    block_degrees_of_freedom,
+    conditional_mode,
+    glmm_mixture,
+    laplace_t,
+)
+from .mcla import EffectShift, MCLAObjective
+from .parallel import (
+    DEFAULT_CACHE_BYTES,
+    ChunkStore,
+    chunk_seeds,
+    chunk_sizes,
+    default_chunk_size,
+)
+from .pql import SIGMA_FLOOR
+from .problem import Problem
+from .settings import FitSettings
+
+FloatArray = NDArray[np.float64]
+
+#: Default degrees of freedom of the Laplace-centred t proposal, chosen by measurement
+#: (benchmarks/defaults.py): against 5, 10 and 50 it gave the smallest spread of the
+#: maximised log-likelihood over seeds on salamander and Booth-Hobert.
+LAPLACE_ZETA = 20.0
+#: R glmm's default degrees of freedom of the t component of its mixture.
+MIXTURE_ZETA = 5.0
+
+
+def default_zeta(importance: str) -> float:
+    """``glmm()``'s default t degrees of freedom for the ``importance`` proposal.
+
+    R glmm's 5 for its mixture; 20 for the Laplace-centred t (measured, BENCHMARKS.md),
+    which the fit grows with the block (``zeta_per_block``).
+    """
+    return LAPLACE_ZETA if importance == "laplace" else MIXTURE_ZETA
+
+
+@dataclass(frozen=True)
+class Round:
+    """The proposal, the sample and the MCLA of one sampling round.
+
+    Attributes
+    ----------
+    index : int
+        The round's number from 0 (its chunks' seed streams are spawned with it).
+    m : int
+        Draws of the round (per block).
+    theta : ndarray
+        Where the proposal is centred, ``(beta, nu)`` with ``nu`` at least
+        ``SIGMA_FLOOR**2``; the optimiser starts there.
+    sampler : ImportanceSampler
+        The proposal.
+    shift : EffectShift or None
+        How the draws follow the fixed effects (``settings.shift``), if they do.
+    sizes : tuple of int
+        Rows of each chunk of the sample.
+    store : ChunkStore
+        The chunks of the sample.
+    objective : MCLAObjective
+        The round's MCLA.
+    mode : ndarray or None
+        Conditional mode of the random effects at ``theta`` (None if none was
+        computed); the next round starts its Newton iterations there.
+    mode_factor : BlockCholesky or None
+        Curvature factor at ``mode`` of the Laplace t (None for the mixture).
+    """
+
+    index: int
+    m: int
+    theta: FloatArray
+    sampler: ImportanceSampler
+    shift: EffectShift | None
+    sizes: tuple[int, ...]
+    store: ChunkStore
+    objective: MCLAObjective
+    mode: FloatArray | None
+    mode_factor: BlockCholesky | None
+
+
+def round_sample(
+    problem: Problem,
+    sampler: ImportanceSampler,
+    seeds: Sequence[np.random.SeedSequence],
+    sizes: Sequence[int],
+    shift: EffectShift | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    backend: Backend | None = None,
+) -> tuple[ChunkStore, MCLAObjective]:
+    """The chunked sample drawn from ``sampler`` and its MCLA.
+
+    With a parallel ``backend`` the chunks are drawn and evaluated on its workers
+    while the round is open (``objective.remote``; :func:`release_round` closes it);
+    the local store draws them again only if post-estimation asks for them.
+
+    Parameters
+    ----------
+    problem : Problem
+    sampler : ImportanceSampler
+    seeds : sequence of SeedSequence
+        One stream per chunk (:func:`pyglmm.parallel.chunk_seeds`).
+    sizes : sequence of int
+        Rows of each chunk.
+    shift : EffectShift, optional
+        The draws follow the fixed effects.
+    cache_bytes : int
+        Memory budget of the store (:class:`pyglmm.parallel.ChunkStore`), and of each
+        worker's shard.
+    backend : Backend, optional
+        Where the chunks live during the fit (default: here).
+
+    Returns
+    -------
+    (ChunkStore, MCLAObjective)
+    """
+    store = ChunkStore(problem, sampler, seeds, sizes, cache_bytes=cache_bytes, shift=shift)
+    objective = MCLAObjective(problem, store, sizes, shift=shift)
+    if backend is not None:
+        objective.remote = backend.open_round(RoundWork(
+            problem=problem, sampler=sampler, shift=shift, seeds=tuple(seeds),
+            sizes=tuple(int(s) for s in sizes), n_top=objective.n_top,
+            cache_bytes=cache_bytes,
+        ))
+    return store, objective
+
+
+def release_round(objective: MCLAObjective) -> None:
+    """Close the round a backend holds for ``objective``; it evaluates here afterwards."""
+    remote = objective.remote
+    objective.detach()
+    close = getattr(remote, "close", None)
+    if close is not None:
+        close()
+
+
+def build_round(
+    problem: Problem,
+    settings: FitSettings,
+    round_index: int,
+    theta: FloatArray,
+    m_round: int,
+    *,
+    mode: FloatArray | None = None,
+    mode_factor: BlockCholesky | None = None,
+    centre_effects: FloatArray | None = None,
+    backend: Backend | None = None,
+) -> Round:
+    """Build one sampling round as :func:`run_fit` does: proposal, sample and MCLA.
+
+    Parameters
+    ----------
+    problem : Problem
+    settings : FitSettings
+        The proposal (``importance``, ``zeta``, ``zeta_per_block``, ``p``, ``shift``),
+        ``chunk_size`` and the root seed.
+    round_index : int
+        The round's number from 0: the chunks' seed streams are
+        ``chunk_seeds(settings.seed_sequence(), round_index, n_chunks)``.
+    theta : ndarray
+        The centre ``(beta, nu)``; ``nu`` is raised to at least ``SIGMA_FLOOR**2``.
+    m_round : int
+        Draws of the round (per block).
+    mode, mode_factor : optional
+        The previous round's conditional mode and curvature factor (warm starts).
+    centre_effects : ndarray, optional
+        With ``importance="glmm"``: the random effects of the mixture's centre (the
+        PQL ``u*`` in the first round); without them the conditional mode at
+        ``theta`` is computed. The Laplace t is always centred at the mode.
+    backend : Backend, optional
+        Where the round's chunks live (:func:`round_sample`); close it with
+        :func:`release_round`.
+
+    Returns
+    -------
+    Round
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pyglmm as pg
+    >>> from pyglmm.problem import Problem
+    >>> fit = pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), m=500,
+    ...               rng=1, recentre=0, par_init=[5.0, 2.0])
+    >>> problem = Problem.build(fit.design, fit.family)
+    >>> first = build_round(problem, fit.settings, 0, np.array([5.0, 2.0]), fit.m)
+    >>> first.objective.evaluate(fit.rounds[0].estimate).value == fit.rounds[0].value
+    True
+    """
+    params = problem.params
+    beta_c = params.beta(theta)
+    nu_c = params.floor_variances(params.psi(theta), SIGMA_FLOOR**2)
+    centre = np.concatenate([beta_c, nu_c])
+    sampler: ImportanceSampler
+    shift: EffectShift | None = None
+    if settings.importance == "laplace":
+        df = (block_degrees_of_freedom(settings.zeta, problem.blocks.block_sizes)
+              if settings.zeta_per_block else settings.zeta)
+        sampler, mode, slope = laplace_t(
+            problem, beta_c, nu_c, df, start=mode, factor=mode_factor
+        )
+        mode_factor = sampler.components[0].cholesky
+        if settings.shift:
+            shift = EffectShift.build(problem, slope, beta_c)
+    elif centre_effects is not None:
+        sampler = glmm_mixture(problem, beta_c, nu_c, centre_effects, settings.p, settings.zeta)
+    else:
+        mode, _ = conditional_mode(problem, beta_c, nu_c, start=mode)
+        sampler = glmm_mixture(problem, beta_c, nu_c, mode, settings.p, settings.zeta)
+    size = settings.chunk_size or default_chunk_size(problem.design.n_obs)
+    sizes = chunk_sizes(m_round, size)
+    seeds = chunk_seeds(settings.seed_sequence(), round_index, len(sizes))
+    store, objective = round_sample(problem, sampler, seeds, sizes, shift=shift,
+                                    backend=backend)
+    return Round(
+        index=round_index, m=m_round, theta=centre, sampler=sampler, shift=shift,
+        sizes=tuple(sizes), store=store, objective=objective, mode=mode,
+        mode_factor=mode_factor,
+    )
