@@ -157,8 +157,10 @@ class LiveDisplay:
         bar = self._bar
         bar.ncols = _width(self.stream) - 1  # the last column would wrap on some terminals
         stage = f"pyglmm {_seconds(now - self.started)} | {self._stage}"
-        if self._sampling and self._chunks[1] > 1:
-            done, total = self._chunks
+        done, total = self._chunks
+        # (without re-centring the sample is drawn by the optimiser's first evaluation)
+        drawing = self._sampling or 0 < done < total
+        if drawing and total > 1:
             bar.bar_format = _SAMPLING_FORMAT
             bar.total, bar.n = total, done
             bar.unit = f"chunks{self._time_left(now)}"

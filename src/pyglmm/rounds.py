@@ -173,6 +173,8 @@ class _CountingSource:
         return chunk
 
     def __getattr__(self, name: str) -> Any:
+        if name == "store" or name.startswith("__"):  # copying or unpickling: no store yet
+            raise AttributeError(name)
         return getattr(self.store, name)
 
 
