@@ -20,14 +20,7 @@ from . import validation
 from .automatic import check_auto, fit_until_precise
 from .backends import get_backend
 from .design import build_design
-from .diagnostics import BOUNDARY_NU, LARGE_BLOCK
-from .errors import (
-    ArgumentTypeError,
-    BoundaryWarning,
-    ConvergenceError,
-    ConvergenceWarning,
-    ImportanceSamplingWarning,
-)
+from .errors import ArgumentTypeError, ConvergenceError
 from .events import FitEvent
 from .families import Family, get_family
 from .fitting import default_zeta, run_fit
@@ -264,71 +257,8 @@ def glmm(
     return fit
 
 
-def _newton_decrement_of(fit: GLMMResults) -> float:
-    """Newton decrement at the returned estimate (inf if the Hessian is not negative definite)."""
-    try:
-        np.linalg.cholesky(-fit.loglike_hessian)
-        step = np.linalg.solve(-fit.loglike_hessian, fit.loglike_gradient)
-    except np.linalg.LinAlgError:
-        return np.inf
-    return float(abs(fit.loglike_gradient @ step))
-
-
 def _warn_after_fit(fit: GLMMResults) -> None:
-    """Warn about what the fit could not do (its warnings point at the call of glmm())."""
-    if fit.trust_converged and not fit.rounds[-1].settled and fit.settings.auto_recentre:
-        warnings.warn(
-            "the Monte Carlo likelihood has no reliable maximum at this m: the optimiser "
-            "kept reaching points where few draws carry the weight, and re-centring did "
-            "not settle. The estimates are approximate; raise m (e.g. tenfold) or compare "
-            "with a Laplace fit (lme4's glmer).",
-            ImportanceSamplingWarning,
-            stacklevel=3,
-        )
-    if not fit.trust_converged:
-        warnings.warn(
-            f"the trust-region optimiser stopped after {fit.iterations} iterations without "
-            "converging; the estimates are not the Monte Carlo MLE. Refit with "
-            "par_init=fit.params() (and perhaps a larger iterlim).",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    elif _newton_decrement_of(fit) > 1e-2 and not fit.rounds[-1].at_gate_edge:
-        # (at the gate's edge the warning above already says why it is no maximum)
-        warnings.warn(
-            "the trust-region optimiser stopped, but not at a maximum of the Monte Carlo "
-            "likelihood (its Hessian is not negative definite or its gradient is not "
-            "small there); the estimates are unreliable. Refit with par_init set to "
-            "sensible values, or raise m.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    smallest = float(np.min(fit.block_ess))
-    if smallest < 0.01 * fit.m:
-        size = int(fit.block_sizes[int(np.argmin(fit.block_ess))])
-        if size >= LARGE_BLOCK:
-            remedy = (f"its block has {size} random effects, too many dimensions for "
-                      "importance sampling at any practical m: treat the estimates as "
-                      "approximate")
-        elif fit.importance == "glmm":
-            remedy = "raise m, or change p1, p2, p3 (or use importance='laplace')"
-        else:
-            remedy = "raise m, or re-centre (recentre='auto')"
-        warnings.warn(
-            f"the smallest per-block effective sample size is {smallest:.1f} of m = {fit.m} "
-            "draws (< 1%): the importance weights are degenerate and the Monte Carlo "
-            f"errors unreliable; {remedy}.",
-            ImportanceSamplingWarning,
-            stacklevel=3,
-        )
-    at_boundary = [name for name, nu, variance
-                   in zip(fit.varcomps_names, fit.nu, fit.is_variance, strict=True)
-                   if variance and nu < BOUNDARY_NU]
-    if at_boundary:
-        warnings.warn(
-            f"variance component(s) {at_boundary} are at the boundary 0 of the parameter "
-            "space: their standard errors are not available (NaN) and Wald tests and "
-            "intervals do not apply to them",
-            BoundaryWarning,
-            stacklevel=3,
-        )
+    """Warn about each failed post-fit check (:mod:`pyglmm.checks`; the summary's WARNING
+    block and ``fit.diagnostics().messages`` say the same); they point at glmm()'s call."""
+    for check in fit.diagnostics().checks:
+        warnings.warn(check.message, check.category, stacklevel=3)

@@ -459,15 +459,9 @@ def build_design(
             len(terms), varcomps_equal, varcomps_names, [t.label for t in terms], fixed_names
         )
     random_part = assemble_random(terms, equal, names, fixed_names)
-    q = random_part.effect_component.size
-    if q > len(frame):
-        warnings.warn(
-            f"the model has {q} random effects (levels of the grouping factors) for "
-            f"{len(frame)} observations; the variance components are weakly identified "
-            "and their estimates unreliable",
-            DataWarning,
-            stacklevel=3,
-        )
+    # more random effects than observations is warned about after the fit, and only
+    # if a variance is then poorly determined (pyglmm.checks): an observation-level
+    # effect is often well identified
     kept = kept_positions(n_given, dropped_positions)
     offset_vector = (np.zeros(len(frame)) if offset is None
                      else observation_vector(offset, "offset", given, kept))

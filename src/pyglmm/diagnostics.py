@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 
+from .errors import ImportanceSamplingWarning, PyGLMMWarning
 from .pql import SIGMA_FLOOR
 
 FloatArray = NDArray[np.float64]
@@ -206,6 +207,35 @@ def recommend_m(
 
 
 @dataclass(frozen=True)
+class Check:
+    """One failed post-fit check: the warning :func:`pyglmm.glmm` raises for it.
+
+    The same sentence is the warning's message, a line of the summary's WARNING block
+    and an entry of ``fit.diagnostics().messages`` (as :attr:`text`).
+
+    Attributes
+    ----------
+    name : str
+        What failed: ``"not_converged"``, ``"no_maximum"``, ``"not_stationary"``,
+        ``"information"``, ``"boundary"``, ``"ess"``, ``"pareto_k"``, ``"mcse"`` or
+        ``"weakly_identified"``.
+    category : type
+        The warning's class (a :class:`pyglmm.errors.PyGLMMWarning`).
+    message : str
+        What failed and what to do.
+    """
+
+    name: str
+    category: type[PyGLMMWarning]
+    message: str
+
+    @property
+    def text(self) -> str:
+        """The message as the summary prints it: ``"WARNING: " + message``."""
+        return f"WARNING: {self.message}"
+
+
+@dataclass(frozen=True)
 class ImportanceDiagnostics:
     """The checks of docs/method.md at the estimate, with what to do when one fails.
 
@@ -222,9 +252,19 @@ class ImportanceDiagnostics:
     parameter_names : tuple of str
         Names of the parameters, in the order of ``mcse_se_ratio``.
     recommended_m : int
-        ``m`` at which the largest MCSE/SE would be about 0.1 (``m`` if already below).
+        ``m`` at which the largest MCSE/SE would be about 0.1; ``m`` if already below,
+        or if a larger ``m`` would not help (:attr:`larger_m_helps`).
     messages : tuple of str
-        One warning per failed check, saying what to do; empty when all pass.
+        One warning per failed check, saying what to do; empty when all pass. For a
+        fit (``fit.diagnostics()``) every post-fit check is here, the optimiser's and
+        the data's too, word for word as :func:`pyglmm.glmm` warns and the summary
+        prints (:mod:`pyglmm.checks`).
+    checks : tuple of Check
+        The failed checks behind ``messages``.
+    larger_m_helps : bool
+        False when a block whose weights fail a check has at least
+        :data:`LARGE_BLOCK` effects: importance sampling is degenerate there at any
+        practical ``m``, so no message advises a larger one.
     """
 
     m: int
@@ -234,6 +274,8 @@ class ImportanceDiagnostics:
     parameter_names: tuple[str, ...]
     recommended_m: int
     messages: tuple[str, ...]
+    checks: tuple[Check, ...] = ()
+    larger_m_helps: bool = True
 
     @property
     def min_ess(self) -> float:
@@ -316,7 +358,6 @@ def diagnose(
         m=int(m), block_ess=ess, block_pareto_k=pareto_k, mcse_se_ratio=ratio,
         parameter_names=names, recommended_m=int(m), messages=(),
     )
-    messages: list[str] = []
     other_sampler = (
         "importance='laplace' (a t proposal centred at each block's mode) with recentre='auto'"
         if importance == "glmm"
@@ -324,10 +365,24 @@ def diagnose(
         f"(zeta={max(1.0, zeta / 2):g})"
     )
     sizes = None if block_sizes is None else np.asarray(block_sizes)
+    low_ess = bool(ess.size) and found.min_ess < ESS_FRACTION_MIN * m
+    heavy = bool(np.isfinite(found.max_pareto_k) and found.max_pareto_k > PARETO_K_MAX)
+    failing = ([int(np.argmin(ess))] if low_ess else []) + (
+        [int(np.nanargmax(pareto_k))] if heavy else [])
 
-    def remedy(block: int) -> str:
-        if sizes is None or sizes[block] < LARGE_BLOCK:
-            return f"Use another proposal: {other_sampler}."
+    def large(block: int) -> bool:
+        return sizes is not None and sizes[block] >= LARGE_BLOCK
+
+    helps = not any(large(block) for block in failing)
+
+    def remedy(block: int, more_m: bool) -> str:
+        if sizes is None or not large(block):
+            mixture = importance == "glmm"
+            if more_m:
+                start = "Raise m, " + ("change p1, p2, p3, " if mixture else "") + "or use"
+            else:
+                start = "Change p1, p2, p3, or use" if mixture else "Use"
+            return f"{start} another proposal: {other_sampler}."
         return (
             f"Block {block} has {int(sizes[block])} random effects: importance sampling in "
             "that many dimensions is degenerate at any practical m, whatever the proposal. "
@@ -335,31 +390,37 @@ def diagnose(
             "has many observations) and their MCSEs as too small."
         )
 
-    if ess.size and found.min_ess < ESS_FRACTION_MIN * m:
-        block = int(np.argmin(ess))
-        messages.append(
-            f"WARNING: the smallest block ESS is {found.min_ess:.1f} (block {block}), below "
-            f"1% of m = {m}: a few draws carry the importance weights, so the estimates and "
-            f"their MCSEs are unreliable. {remedy(block)}"
-        )
-    if np.isfinite(found.max_pareto_k) and found.max_pareto_k > PARETO_K_MAX:
-        block = int(np.nanargmax(pareto_k))
-        messages.append(
-            f"WARNING: the largest Pareto k of the importance weights is "
-            f"{found.max_pareto_k:.2f} (block {block}), above {PARETO_K_MAX}: the weights "
-            f"are too heavy-tailed for the likelihood approximation and its MCSE to be "
-            f"trusted, and raising m helps little. {remedy(block)}"
-        )
+    checks: list[Check] = []
+    if low_ess:
+        block = failing[0]
+        checks.append(Check("ess", ImportanceSamplingWarning, (
+            f"the smallest block effective sample size (ESS) is {found.min_ess:.1f} (block "
+            f"{block}), below 1% of m = {m}: a few draws carry the importance weights, so "
+            f"the estimates and their MCSEs are unreliable. {remedy(block, helps)}"
+        )))
+    if heavy:
+        block = failing[-1]
+        checks.append(Check("pareto_k", ImportanceSamplingWarning, (
+            f"the largest Pareto k of the importance weights is {found.max_pareto_k:.2f} "
+            f"(block {block}), above {PARETO_K_MAX}: the weights are too heavy-tailed for "
+            "the likelihood approximation and its MCSE to be trusted, and raising m helps "
+            f"little. {remedy(block, False)}"
+        )))
     worst = found.max_mcse_se_ratio
-    recommended = recommend_m(m, worst)
+    recommended = recommend_m(m, worst) if helps else int(m)
     if np.isfinite(worst) and worst > MCSE_SE_RATIO_MAX:
-        messages.append(
-            f"WARNING: MCSE/SE is {worst:.2f} for {found.worst_parameter} (above "
-            f"{MCSE_SE_RATIO_MAX}): Monte Carlo error is a large part of the reported "
-            f"uncertainty. Refit with m = {recommended} (MCSE/SE about "
-            f"{MCSE_SE_RATIO_TARGET})."
+        advice = (
+            f"Refit with m = {recommended} (MCSE/SE about {MCSE_SE_RATIO_TARGET})." if helps
+            else "A larger m would not make it reliable: the sample is degenerate in a large "
+            "block (above)."
         )
+        checks.append(Check("mcse", ImportanceSamplingWarning, (
+            f"MCSE/SE is {worst:.2f} for {found.worst_parameter} (above "
+            f"{MCSE_SE_RATIO_MAX}): Monte Carlo error is a large part of the reported "
+            f"uncertainty. {advice}"
+        )))
     return ImportanceDiagnostics(
         m=int(m), block_ess=ess, block_pareto_k=pareto_k, mcse_se_ratio=ratio,
-        parameter_names=names, recommended_m=recommended, messages=tuple(messages),
+        parameter_names=names, recommended_m=recommended,
+        messages=tuple(c.text for c in checks), checks=tuple(checks), larger_m_helps=helps,
     )

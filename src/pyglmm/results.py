@@ -9,6 +9,7 @@ Carlo checks (docs/method.md); ``to_json``/``from_json`` store a fit as plain JS
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import criteria
 from .design import Design
-from .diagnostics import ImportanceDiagnostics, diagnose
+from .diagnostics import ImportanceDiagnostics
 from .families import Family
 from .hypotheses import WaldTest, wald_test
 from .intervals import (
@@ -485,7 +486,11 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
 
     # -- summary and diagnostics -------------------------------------------------------
     def diagnostics(self) -> ImportanceDiagnostics:
-        """Block ESS, Pareto k-hat per block and MCSE/SE, with warnings (docs/method.md).
+        """Block ESS, Pareto k-hat per block and MCSE/SE, with every post-fit warning.
+
+        ``messages`` holds every failed check of :mod:`pyglmm.checks` (the optimiser's,
+        the importance sample's, the variance components'), as :func:`pyglmm.glmm`
+        warns and the summary prints them; computed once per fit (docs/method.md).
 
         Examples
         --------
@@ -494,13 +499,13 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
         >>> fit.diagnostics().block_pareto_k.shape
         (10,)
         """
-        table = self.tidy()
-        return diagnose(
-            m=self.m, block_ess=self.block_ess, top_log_weights=self.top_log_weights,
-            mcse=table["mcse"].to_numpy(), se=table["se"].to_numpy(),
-            parameter_names=self.param_names, importance=self.importance, zeta=self.zeta,
-            block_sizes=self.block_sizes,
-        )
+        return self._checks
+
+    @functools.cached_property
+    def _checks(self) -> ImportanceDiagnostics:
+        from .checks import fit_checks
+
+        return fit_checks(self)
 
     def summary(self) -> Summary:
         """R glmm's summary tables with MCSEs and the Monte Carlo checks (print it).

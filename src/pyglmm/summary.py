@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .diagnostics import BOUNDARY_NU, ImportanceDiagnostics
+from .diagnostics import ImportanceDiagnostics
 
 if TYPE_CHECKING:
     from .results import GLMMResults
@@ -105,9 +105,24 @@ def format_p_value(p_value: float) -> str:
     return f"{p_value:.3g}"
 
 
-def _mcse_text(mcse: float) -> str:
-    if not (np.isfinite(mcse) and mcse > 0):
+#: MCSEs below this print in scientific notation (``3.2e-07``), never as ``0.0000``.
+MCSE_SCIENTIFIC_BELOW = 1e-3
+
+
+def mcse_text(mcse: float) -> str:
+    """An MCSE to two significant digits; scientific below :data:`MCSE_SCIENTIFIC_BELOW`.
+
+    Examples
+    --------
+    >>> mcse_text(0.0076), mcse_text(3.21e-7), mcse_text(0.0)
+    ('0.0076', '3.2e-07', '0')
+    """
+    if not np.isfinite(mcse):
         return format_fixed(mcse, 4)
+    if mcse <= 0:
+        return "0"
+    if mcse < MCSE_SCIENTIFIC_BELOW:
+        return f"{mcse:.1e}"
     return format_fixed(mcse, 1 - math.floor(math.log10(mcse)))
 
 
@@ -120,7 +135,7 @@ def _text_table(frame: pd.DataFrame, p_column: str) -> tuple[list[str], list[lis
             str(name),
             format_fixed(row["Estimate"], decimals),
             format_fixed(row["Std. Error"], decimals),
-            _mcse_text(row["MCSE"]),
+            mcse_text(row["MCSE"]),
             format_fixed(row["z value"], 3),
             format_p_value(row[p_column]),
             significance_stars(row[p_column]),
@@ -224,30 +239,8 @@ class Summary:
         fixed = tidy[tidy["kind"] == "fixed"].rename(columns=columns | {"p": "Pr(>|z|)"})
         varcomps = tidy[tidy["kind"] != "fixed"].rename(columns=columns | {"p": "Pr(>z)"})
         diagnostics = fit.diagnostics()
-        warnings: list[str] = []
-        if not fit.trust_converged:
-            estimates = ", ".join(f"{v:.6g}" for v in fit.params())
-            warnings.append(
-                f"WARNING: the trust-region optimiser did not converge in {fit.iterations} "
-                "iterations, so these are not Monte Carlo maximum likelihood estimates. "
-                f"Refit starting from them: par_init=fit.params() (= [{estimates}])."
-            )
-        smallest = fit.information_min_eigenvalue()
-        if not smallest > 0:
-            warnings.append(
-                "WARNING: the observed information (minus the MCLA Hessian) is not positive "
-                f"definite (smallest eigenvalue {smallest:.3g}): standard errors, z values "
-                "and p-values are unreliable or missing. Refit with a larger m."
-            )
-        boundary = [n for n, v, is_var in zip(fit.varcomps_names, fit.nu, fit.is_variance,
-                                              strict=True) if is_var and v < BOUNDARY_NU]
-        if boundary:
-            warnings.append(
-                f"WARNING: variance component(s) {', '.join(map(repr, boundary))} at the "
-                "boundary 0: the data show no variation there. Their Wald standard errors, z "
-                "values and p-values mean nothing and are shown as NA; consider dropping them."
-            )
-        warnings.extend(diagnostics.messages)
+        # every post-fit check, as glmm() warned them (pyglmm.checks)
+        warnings = list(diagnostics.messages)
         bar_form = bool(fit.random_formulas) and all(
             f.lstrip().startswith("(") for f in fit.random_formulas)
         arguments = [_quote(fit.fixed_formula)]
