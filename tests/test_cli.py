@@ -143,3 +143,19 @@ def test_fit_reads_parquet_when_pyarrow_is_installed(tmp_path, salamander, capsy
             "~ 0 + Female", "-m", "200", "--seed", "1"]
     assert main(argv) == 0
     assert "Fixed Effects:" in capsys.readouterr().out
+
+
+def test_the_fits_warnings_are_lines_on_stderr(tmp_path, capsys):
+    """A variance the data do not support ends at the boundary: one warning line."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.poisson(2.0, 120), "x": rng.normal(size=120),
+                         "g": np.repeat(np.arange(12), 10)})
+    data.to_csv(tmp_path / "flat.csv", index=False)
+    argv = ["fit", str(tmp_path / "flat.csv"), "--fixed", "y ~ x", "--random", "~ 0 + g",
+            "--family", "poisson", "-m", "1000", "--seed", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert lines and all(line.startswith("pyglmm: warning: ") for line in lines)
+    assert any("'g' at the boundary 0" in line for line in lines)
+    assert "WARNING: variance component(s) 'g' at the boundary 0" in captured.out

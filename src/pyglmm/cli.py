@@ -146,14 +146,20 @@ def _print_fit(fit: GLMMResults, level: float) -> None:
     print(fit.confint(level=level).to_string(float_format=lambda v: f"{v:.4g}"))
 
 
+def _glmm(**arguments: Any) -> GLMMResults:
+    """:func:`pyglmm.glmm`, its warnings written as ``pyglmm: warning: ...`` lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = glmm(**arguments)
+    for warning in caught:
+        print(f"pyglmm: warning: {_one_line(str(warning.message))}", file=sys.stderr)
+    return fit
+
+
 def _fit(args: argparse.Namespace) -> int:
     data = read_data(args.data)
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit = glmm(**fit_arguments(args, data))
-    for warning in caught:
-        print(f"pyglmm: warning: {warning.message}", file=sys.stderr)
+    fit = _glmm(**fit_arguments(args, data))
     _print_fit(fit, args.level)
     print()
     print(f"Fitted in {time.perf_counter() - started:.2f} s.")
@@ -189,8 +195,8 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     started = time.perf_counter()
-    fit = glmm(
-        "Mate ~ 0 + Cross",
+    fit = _glmm(
+        fixed="Mate ~ 0 + Cross",
         random=["~ 0 + Female", "~ 0 + Male"],
         data=data,
         family="bernoulli",
