@@ -85,7 +85,8 @@ class LiveDisplay:
         self._detail = ""
         self._stage_started = self.started
         self._m: int | None = None
-        self._seconds_per_draw: float | None = None  # measured on the last sampled round
+        # measured on the last sampled round after the first
+        self._seconds_per_draw: float | None = None
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="pyglmm-progress", daemon=True)
         self._ticker.start()
@@ -108,7 +109,9 @@ class LiveDisplay:
             elif event.stage == "chunk":
                 self._chunks = (event.chunk or 0, event.n_chunks or self._chunks[1])
             elif event.stage == "sampled":
-                if self._m:
+                # the first round's time holds one-off costs (compilation, starting the
+                # workers of a parallel backend): it would overstate the next rounds'
+                if self._m and event.round_index:
                     self._seconds_per_draw = (now - self._stage_started) / self._m
                 self._begin(now, f"{label} maximising", sampling=False)
             elif event.stage == "iteration":
