@@ -75,8 +75,9 @@ def _progress_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--progress", dest="progress", action="store_const", const=True, default=None,
-        help="print every stage and trust-region iteration as a line on standard error "
-        "(default: a live display on a terminal, nothing otherwise)",
+        help="always show progress on standard error: the live display at once on a "
+        "terminal, else one line per stage and trust-region iteration (default: the "
+        "display on a terminal after about 2 s, nothing otherwise)",
     )
     group.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                        help="show no progress at all")
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='a random-effects formula such as "~ 0 + Female" (repeat the '
                      "option for crossed or nested factors)")
     fit.add_argument("--family", default="bernoulli",
-                     choices=["bernoulli", "binomial", "poisson"], help="response family")
+                     choices=["bernoulli", "binomial", "poisson"],
+                     help="response family (default bernoulli)")
     fit.add_argument("-m", "--m", type=_m_value, default=10_000, metavar="M",
                      help="Monte Carlo sample size, or 'auto' (default 10000)")
     fit.add_argument("--seed", type=int, default=None, help="random seed (reproducible fit)")
