@@ -153,9 +153,14 @@ def numba_first_call() -> float:
             "@numba.njit(cache=True)\n"
             "def f(x):\n    return x.sum()\n"
             "t = time.perf_counter(); f(numpy.ones(3)); print(time.perf_counter() - t)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    values = [float(subprocess.run([sys.executable, "-c", code], check=True,
-                                   capture_output=True, text=True).stdout) for _ in range(5)]
+    with tempfile.TemporaryDirectory() as folder:  # numba caches next to a file
+        path = os.path.join(folder, "first_call.py")
+        with open(path, "w") as script:
+            script.write(code)
+        subprocess.run([sys.executable, path], check=True, capture_output=True)
+        values = [float(subprocess.run([sys.executable, path], check=True,
+                                       capture_output=True, text=True).stdout)
+                  for _ in range(5)]
     return statistics.median(values)
 
 
