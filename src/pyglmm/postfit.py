@@ -47,7 +47,11 @@ class PostEstimation:
                        se_fit=se_fit, offset=offset, rng=rng, m=m)
 
     def profile(self, param: str | int, n: int = 21, width: float = 4.0) -> pd.DataFrame:
-        """The profile likelihood of one parameter (:func:`pyglmm.profiles.profile`)."""
+        """The profile likelihood of one parameter or correlation (:func:`pyglmm.profiles.profile`).
+
+        ``param``: a parameter's name or 0-based position, or a correlation's name as
+        :meth:`varcorr` gives it (``"cor (Intercept),x|g"``).
+        """
         from .profiles import profile
 
         return profile(self, param, n=n, width=width)
