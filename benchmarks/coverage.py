@@ -31,16 +31,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from scipy.special import expit
+# Run as a script, this file's folder comes first on sys.path, where its name shadows
+# the ``coverage`` package that numba (imported by pyglmm) looks for: drop the folder.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-import pyglmm as pg
-from pyglmm.backends import get_backend
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy.special import expit  # noqa: E402
+
+import pyglmm as pg  # noqa: E402
+from pyglmm.backends import get_backend  # noqa: E402
 
 #: The MLE of the salamander data (this repository's reference value: the mean of nine
 #: large-sample MCLA fits, MCSE at most 0.002; Booth and Hobert's 1999 MCEM estimate
