@@ -421,7 +421,10 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
             Interval for the variance components (fixed effects are Wald), or
             profile-likelihood intervals for every parameter on the fit's own sample,
             with the Monte Carlo SE of each end point (columns ``mcse_lower``,
-            ``mcse_upper``; :mod:`pyglmm.profiles`).
+            ``mcse_upper``; :mod:`pyglmm.profiles`). The profile table also has a row
+            for each correlation of an unstructured term, named as in
+            :meth:`varcorr` (``"cor (Intercept),x|g"``; ``parm`` may name them), its
+            ends within [-1, 1].
 
         Returns
         -------
@@ -437,11 +440,11 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
         ['0.05', '0.95']
         """
         alpha = interval_alpha(level, method)
-        positions = parameter_positions(self.param_names, parm)
         if method == "profile":
             from .profiles import profile_intervals
 
-            return profile_intervals(self, float(level), positions)
+            return profile_intervals(self, float(level), parm)
+        positions = parameter_positions(self.param_names, parm)
         table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)
 
