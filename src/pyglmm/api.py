@@ -63,7 +63,7 @@ def glmm(
     iterlim: int = 1000,
     chunk_size: int | None = None,
     na_action: str = "raise",
-    progress: bool = False,
+    progress: bool | None = None,
     n_jobs: int | None = None,
     client: Any = None,
     callback: Callable[[FitEvent], object] | None = None,
@@ -171,11 +171,16 @@ def glmm(
     na_action : {"raise", "drop"}
         Missing values in a used column raise an error, or their rows are dropped
         with a warning.
-    progress : bool
-        Print each stage to standard error: the PQL and Laplace centres (with their
-        times), the start of each sampling round and every trust-region iteration.
-        The full iteration trace of every round is kept in ``fit.rounds[i].trace``
-        (R's ``debug`` output).
+    progress : bool or None
+        How standard error shows the fit's progress. ``None`` (the default): on a
+        terminal, a live display (:mod:`pyglmm.progress`) once the fit has run about
+        two seconds: the stage, the sample's chunks as they are drawn with the time
+        left, each trust-region iteration's MCLA value and gradient norm; nothing
+        when standard error is not a terminal. ``True``: that display at once on a
+        terminal, and elsewhere one ``[pyglmm] ...`` line per stage: the PQL and
+        Laplace centres (with their times), the start of each sampling round and every
+        trust-region iteration. ``False``: nothing. The full iteration trace of every
+        round is kept in ``fit.rounds[i].trace`` (R's ``debug`` output).
     n_jobs : int, optional
         Spread the Monte Carlo sample over this many local worker processes (``-1``:
         one per core; default 1, this process). Each worker draws its chunks from

@@ -72,7 +72,7 @@ def run_fit(
     design: Design,
     family: Family,
     settings: FitSettings,
-    progress: bool = False,
+    progress: bool | None = False,
     started: float | None = None,
     backend: Backend | None = None,
     callback: Callable[[FitEvent], object] | None = None,
@@ -88,8 +88,8 @@ def run_fit(
     family : Family
     settings : FitSettings
         Every setting, the seed and the start ``par_init`` included.
-    progress : bool
-        Print each stage to standard error.
+    progress : bool or None
+        Show the fit's progress on standard error (:class:`pyglmm.events.FitReporter`).
     started : float, optional
         ``time.perf_counter()`` when the fit began (for ``timings["total"]``;
         default: now).
@@ -114,6 +114,18 @@ def run_fit(
     started = time.perf_counter() if started is None else started
     backend = SerialBackend() if backend is None else backend
     report = FitReporter(callback, progress, started)
+    try:
+        return _run_fit(design, family, settings, report, backend)
+    finally:
+        report.close()
+
+
+def _run_fit(
+    design: Design, family: Family, settings: FitSettings, report: FitReporter,
+    backend: Backend,
+) -> GLMMResults:
+    """:func:`run_fit` once its reporter is made."""
+    started = report.started
     n_fixed = design.n_fixed
     t0 = time.perf_counter()
     problem = Problem.build(design, family, joint=(settings.blocks == "joint"))
@@ -162,6 +174,7 @@ def run_fit(
         built = build_round(
             problem, settings, r, theta, m_round, mode=mode, mode_factor=mode_factor,
             centre_effects=u_pql if r == 0 else None, backend=backend,
+            on_chunk=_chunk_reporter(report, r, final, m_round) if report.active else None,
         )
         try:
             result, final_eval, t_opt = _maximise_round(built, settings, report, final, auto,
@@ -228,9 +241,11 @@ def _maximise_round(
         start_ess = float(objective.evaluation_at(theta).block_ess.min())
         objective.ess_floor = min(objective.ess_floor, 0.5 * start_ess)
     t_opt = time.perf_counter()
-    callback = _iteration_reporter(report, r, final, m_round) if report.active else None
+    callback = (_iteration_reporter(report, r, final, m_round, objective)
+                if report.active else None)
     report.emit("sampled", f"round {r + 1} proposal built and sample drawn "
-                f"({t_opt - t_sample:.1f} s)", round_index=r, final=final, m=m_round)
+                f"({t_opt - t_sample:.1f} s)", round_index=r, final=final, m=m_round,
+                n_chunks=len(built.sizes))
     try:
         result = trust_maximize(
             objective, theta, rinit=10.0, rmax=settings.rmax,
@@ -273,6 +288,8 @@ class _CachingObjective:
         self.ess_floor = ess_floor
         self._start = None if start is None else np.asarray(start, np.float64).tobytes()
         self._last: tuple[bytes, Evaluation] | None = None
+        #: The gradient norm at every point evaluated (for the progress display).
+        self.gradient_norms: dict[bytes, float] = {}
 
     def evaluation_at(self, theta: FloatArray) -> Evaluation:
         """The MCLA's full evaluation at ``theta`` (the last one is kept)."""
@@ -281,6 +298,7 @@ class _CachingObjective:
             return self._last[1]
         ev = self.inner.evaluate(theta)
         self._last = (key, ev)
+        self.gradient_norms[key] = float(np.linalg.norm(ev.gradient))
         return ev
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
@@ -304,14 +322,29 @@ def _newton_decrement(evaluation: Evaluation) -> float:
     return float(abs(evaluation.gradient @ step))
 
 
-def _iteration_reporter(
+def _chunk_reporter(
     report: FitReporter, round_index: int, final: bool, m_round: int
+) -> Callable[[int, int], None]:
+    """Reports each chunk of a round's sample as it is first drawn here."""
+
+    def show(drawn: int, n_chunks: int) -> None:
+        report.emit("chunk", f"round {round_index + 1}: chunk {drawn} of {n_chunks} drawn",
+                    round_index=round_index, final=final, m=m_round, chunk=drawn,
+                    n_chunks=n_chunks)
+
+    return show
+
+
+def _iteration_reporter(
+    report: FitReporter, round_index: int, final: bool, m_round: int,
+    objective: _CachingObjective,
 ) -> Callable[[TrustStep], None]:
     """The optimiser's callback that reports each trust-region iteration."""
     label = "final round" if final else f"pilot round {round_index + 1}"
 
     def show(step: TrustStep) -> None:
         status = "accepted" if step.accepted else "rejected"
+        here = np.asarray(step.argument, np.float64)
         report.emit(
             "iteration",
             f"{label}, iteration {step.iteration}: loglik {step.value:.6f} -> "
@@ -319,6 +352,7 @@ def _iteration_reporter(
             round_index=round_index, final=final, m=m_round, iteration=step.iteration,
             value=float(step.value), step_norm=float(step.step_norm),
             accepted=bool(step.accepted),
+            grad_norm=objective.gradient_norms.get(here.tobytes()),
         )
 
     return show

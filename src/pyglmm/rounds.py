@@ -10,8 +10,9 @@ objectives with it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -106,6 +107,7 @@ def round_sample(
     shift: EffectShift | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
     backend: Backend | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[ChunkStore, MCLAObjective]:
     """The chunked sample drawn from ``sampler`` and its MCLA.
 
@@ -128,13 +130,17 @@ def round_sample(
         worker's shard.
     backend : Backend, optional
         Where the chunks live during the fit (default: here).
+    on_chunk : callable, optional
+        ``on_chunk(drawn, n_chunks)`` is called as the objective first draws each chunk
+        here (for the progress display; a parallel backend's workers draw theirs).
 
     Returns
     -------
     (ChunkStore, MCLAObjective)
     """
     store = ChunkStore(problem, sampler, seeds, sizes, cache_bytes=cache_bytes, shift=shift)
-    objective = MCLAObjective(problem, store, sizes, shift=shift)
+    source: Any = store if on_chunk is None else _CountingSource(store, on_chunk)
+    objective = MCLAObjective(problem, source, sizes, shift=shift)
     if backend is not None:
         objective.remote = backend.open_round(RoundWork(
             problem=problem, sampler=sampler, shift=shift, seeds=tuple(seeds),
@@ -142,6 +148,32 @@ def round_sample(
             cache_bytes=cache_bytes,
         ))
     return store, objective
+
+
+class _CountingSource:
+    """A chunk store that reports how many of its chunks have been served once.
+
+    Serves exactly the store's chunks (every other attribute is the store's); only
+    counts, so the numbers do not change.
+    """
+
+    def __init__(self, store: ChunkStore, on_chunk: Callable[[int, int], None]) -> None:
+        self.store = store
+        self.on_chunk: Callable[[int, int], None] | None = on_chunk
+        self.seen: set[int] = set()
+
+    def __call__(self, j: int) -> Any:
+        chunk = self.store(j)
+        if self.on_chunk is not None and j not in self.seen:
+            self.seen.add(j)
+            n_chunks = len(self.store.sizes)
+            self.on_chunk(len(self.seen), n_chunks)
+            if len(self.seen) == n_chunks:
+                self.on_chunk = None  # drawn once: later passes are not sampling
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 def release_round(objective: MCLAObjective) -> None:
@@ -164,6 +196,7 @@ def build_round(
     mode_factor: BlockCholesky | None = None,
     centre_effects: FloatArray | None = None,
     backend: Backend | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> Round:
     """Build one sampling round as :func:`run_fit` does: proposal, sample and MCLA.
 
@@ -189,6 +222,8 @@ def build_round(
     backend : Backend, optional
         Where the round's chunks live (:func:`round_sample`); close it with
         :func:`release_round`.
+    on_chunk : callable, optional
+        Told of each chunk drawn here (:func:`round_sample`).
 
     Returns
     -------
@@ -230,7 +265,7 @@ def build_round(
     sizes = chunk_sizes(m_round, size)
     seeds = chunk_seeds(settings.seed_sequence(), round_index, len(sizes))
     store, objective = round_sample(problem, sampler, seeds, sizes, shift=shift,
-                                    backend=backend)
+                                    backend=backend, on_chunk=on_chunk)
     return Round(
         index=round_index, m=m_round, theta=centre, sampler=sampler, shift=shift,
         sizes=tuple(sizes), store=store, objective=objective, mode=mode,
