@@ -32,6 +32,7 @@ from .intervals import (
 )
 from .mcla import MCLAObjective
 from .optimize import TrustStep
+from .plots import PlotMethods
 from .postfit import PostEstimation
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
@@ -66,7 +67,7 @@ class FitRound:
 
 
 @dataclass(frozen=True)
-class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
+class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods):
     """A GLMM fitted by Monte Carlo maximum likelihood (returned by :func:`pyglmm.glmm`).
 
     Attributes mirror R glmm's fitted object in snake case.
