@@ -231,3 +231,18 @@ def test_a_shard_with_a_small_memory_budget_redraws_the_same_records(salamander)
     local = built.objective.records(theta)
     for a, b in zip(kept, local, strict=True):
         np.testing.assert_array_equal(a.weight_sum, b.weight_sum)
+
+
+def test_dask_workers_malloc_is_tuned_only_where_the_nanny_set_it(monkeypatch):
+    from pyglmm.backends import dask_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert not dask_cluster.tune_worker_malloc()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setattr(dask_cluster, "TUNE_WORKER_MALLOC", False)
+    assert not dask_cluster.tune_worker_malloc()
+    monkeypatch.setattr(dask_cluster, "TUNE_WORKER_MALLOC", True)
+    if sys.platform.startswith("linux"):
+        assert dask_cluster.tune_worker_malloc()
+

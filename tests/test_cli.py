@@ -127,7 +127,7 @@ def test_a_failed_fit_exits_1_without_traceback(saved_fit):
 def test_failures_are_one_line_on_stderr(saved_fit, capsys, monkeypatch, argv, phrase):
     folder, _ = saved_fit
     (folder / "data.parquet").write_bytes(b"PAR1")
-    if "{parquet}" in argv:  # as if pyarrow were not installed (pandas may use it for CSV)
+    if "{parquet}" in argv:  # as if pyarrow were not installed (pandas may use it else)
         monkeypatch.setitem(sys.modules, "pyarrow", None)
     paths = {"missing": folder / "missing.csv", "csv": folder / "salamander.csv",
              "parquet": folder / "data.parquet"}

@@ -1,8 +1,9 @@
 """The MCLA objective: derivatives against finite differences, chunked reduction.
 
-Gradient and Hessian are closed forms (docs/method.md-4.3, 12.1); they must agree
-with central finite differences of the value (gradient) and of the gradient
-(Hessian) to a relative error below 1e-5, for each family, joint and block-wise,
+Gradient and Hessian are closed forms (docs/method.md, "Gradient and Hessian as
+weighted moments"); they must agree with central finite differences of the value
+(gradient) and of the gradient (Hessian) to a relative error below 1e-5, for each
+family, joint and block-wise,
 with and without tied variance components.
 """
 

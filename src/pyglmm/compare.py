@@ -30,18 +30,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
-from scipy import stats
 
 from .criteria import aic, bic, loglik_df, loglik_mcse, nobs
 from .criteria import loglik_variance as _loglik_variance
-from .errors import ArgumentError, BoundaryWarning, DataWarning
+from .errors import ArgumentError, BoundaryWarning
+from .mixtures import chi2_sf, null_distribution
+from .nesting import check_nested, check_same_data, model_name
 from .results import GLMMResults
-from .terms import TermInfo
-
-FloatArray = NDArray[np.float64]
 
 __all__ = [
     "LRTResult",
@@ -54,12 +50,6 @@ __all__ = [
     "model_name",
     "nobs",
 ]
-
-#: Generality of the covariance structures: each is a special case of the next.
-_STRUCTURE_RANK = {"scalar": 0, "diagonal": 1, "unstructured": 2}
-
-#: Label of the naive chi-square used where the boundary rules do not apply.
-_FALLBACK = "(boundary not accounted for)"
 
 
 @dataclass(frozen=True)
@@ -106,263 +96,6 @@ class LRTResult:
     null: str = ""
     alternative: str = ""
 
-
-@dataclass(frozen=True)
-class _Mixture:
-    """A chi-bar-square reference distribution."""
-
-    weights: tuple[float, ...]
-    dfs: tuple[int, ...]
-    label: str
-    boundary: bool
-    accounted: bool
-
-    def sf(self, statistic: float) -> float:
-        """Upper tail probability at ``statistic`` (negative values count as 0)."""
-        x = max(float(statistic), 0.0)
-        total = 0.0
-        for weight, d in zip(self.weights, self.dfs, strict=True):
-            total += weight * _chi2_sf(x, d)
-        return float(min(total, 1.0))
-
-
-def _chi2_sf(x: float, d: int) -> float:
-    if d == 0:
-        return 1.0 if x <= 0.0 else 0.0
-    return float(stats.chi2.sf(x, d))
-
-
-def _format_weight(weight: float) -> str:
-    return f"{weight:.6g}"
-
-
-def _mixture(df: int, n_boundary: int, fallback: bool, boundary: bool) -> _Mixture:
-    """The null distribution for ``n_boundary`` independent boundary blocks."""
-    if fallback:
-        label = f"chi-square({df}) {_FALLBACK}"
-        return _Mixture((1.0,), (df,), label, True, False)
-    if n_boundary == 0:
-        return _Mixture((1.0,), (df,), f"chi-square({df})", boundary, True)
-    k = df - n_boundary
-    weights = tuple(math.comb(n_boundary, j) / 2.0**n_boundary for j in range(n_boundary + 1))
-    dfs = tuple(k + j for j in range(n_boundary + 1))
-    label = " + ".join(f"{_format_weight(w)} chi-square({d})" for w, d in zip(weights, dfs,
-                                                                           strict=True))
-    return _Mixture(weights, dfs, label, True, True)
-
-
-def model_name(fit: GLMMResults) -> str:
-    """The fit's formulas in one string: ``"Mate ~ 0 + Cross; random: ~ 0 + Female"``.
-
-    lme4 bar terms are already part of the fixed formula (``"y ~ x + (1 | g)"``) and
-    are not repeated.
-
-    Parameters
-    ----------
-    fit : GLMMResults
-        A fitted model.
-
-    Returns
-    -------
-    str
-        The name :func:`anova` gives the fit's row.
-    """
-    extra = [f for f in fit.random_formulas if f not in fit.fixed_formula]
-    if not extra:
-        return fit.fixed_formula
-    return fit.fixed_formula + "; random: " + ", ".join(extra)
-
-
-def _response_name(fit: GLMMResults) -> str:
-    return fit.fixed_formula.split("~", 1)[0].strip()
-
-
-def _check_same_data(fits: Sequence[GLMMResults]) -> None:
-    """Refuse fits of different families or data (naming what differs)."""
-    first = fits[0]
-    for i, other in enumerate(fits[1:], start=2):
-        where = f"model 1 and model {i}"
-        if first.family.name != other.family.name:
-            raise ArgumentError(
-                f"cannot compare fits of different families: {where} are "
-                f"{first.family.name!r} and {other.family.name!r}"
-            )
-        if first.family.link != other.family.link:
-            raise ArgumentError(
-                f"cannot compare fits with different links: {where} use "
-                f"{first.family.link!r} and {other.family.link!r}"
-            )
-        a, b = first.design, other.design
-        if a is None or b is None:
-            # restored from JSON: the record keeps no data; compare what it keeps
-            if _response_name(first) != _response_name(other):
-                raise ArgumentError(
-                    f"cannot compare fits of different responses: {where} model "
-                    f"{_response_name(first)!r} and {_response_name(other)!r}"
-                )
-            warnings.warn(
-                "a fit restored from its JSON record keeps no data: pyglmm cannot check "
-                "that the compared fits used the same observations (only the family and "
-                "the response's name were compared)",
-                DataWarning,
-                stacklevel=3,
-            )
-            continue
-        if a.n_obs != b.n_obs:
-            raise ArgumentError(
-                f"cannot compare fits to different data: {where} have {a.n_obs} and "
-                f"{b.n_obs} observations"
-            )
-        arrays = {
-            "response (y)": (a.y, b.y),
-            "binomial trials": (a.trials, b.trials),
-            "weights": (_weights(a.weights, a.n_obs), _weights(b.weights, b.n_obs)),
-            "offset": (a.offset, b.offset),
-        }
-        for what, (left, right) in arrays.items():
-            if not np.array_equal(np.asarray(left), np.asarray(right)):
-                raise ArgumentError(
-                    f"cannot compare fits to different data: the {what} of {where} "
-                    "differ (refit both models to the same data)"
-                )
-
-
-def _weights(weights: FloatArray | None, n: int) -> FloatArray:
-    return np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-
-
-def _can_hold(alt: TermInfo, null: TermInfo) -> bool:
-    """Whether the alternative term ``alt`` contains the null term ``null``."""
-    if alt.name != null.name or not set(null.columns) <= set(alt.columns):
-        return False
-    if len(alt.columns) > 1 and alt.structure == "scalar" and alt.columns != null.columns:
-        # one variance for all columns: no value of it leaves the null's columns alone
-        return False
-    if len(null.columns) == 1:
-        return True
-    return _STRUCTURE_RANK.get(alt.structure, 2) >= _STRUCTURE_RANK.get(null.structure, 2)
-
-
-def _match_terms(
-    null: Sequence[TermInfo], alt: Sequence[TermInfo]
-) -> dict[int, int] | None:
-    """A one-to-one map of null terms to alternative terms holding them (or None)."""
-    candidates = [[j for j, a in enumerate(alt) if _can_hold(a, n)] for n in null]
-    # fewest added columns first
-    for options in candidates:
-        options.sort(key=lambda j: len(alt[j].columns))
-    assignment: dict[int, int] = {}
-
-    def place(i: int) -> bool:
-        if i == len(null):
-            return True
-        for j in candidates[i]:
-            if j not in assignment.values():
-                assignment[i] = j
-                if place(i + 1):
-                    return True
-                del assignment[i]
-        return False
-
-    return dict(assignment) if place(0) else None
-
-
-def _term_label(info: TermInfo) -> str:
-    return f"{info.formula} (grouping {info.name}, columns {', '.join(info.columns)})"
-
-
-def _check_nested(fit0: GLMMResults, fit1: GLMMResults) -> dict[int, int]:
-    """Refuse non-nested models; return the map of the null's terms to the alternative's."""
-    missing = [name for name in fit0.fixed_names if name not in fit1.fixed_names]
-    if missing:
-        raise ArgumentError(
-            "the models are not nested: fixed effect(s) "
-            f"{missing} of the smaller model {model_name(fit0)!r} are not in the larger "
-            f"model {model_name(fit1)!r}"
-        )
-    if fit0.design is not None and fit1.design is not None:
-        for j, name in enumerate(fit0.fixed_names):
-            other = fit1.design.x[:, fit1.fixed_names.index(name)]
-            if not np.array_equal(fit0.design.x[:, j], other):
-                raise ArgumentError(
-                    f"the models are not nested: fixed effect {name!r} has different "
-                    "values in the two designs"
-                )
-    match = _match_terms(fit0.terms, fit1.terms)
-    if match is None:
-        unmatched = [t for t in fit0.terms if not any(_can_hold(a, t) for a in fit1.terms)]
-        which = unmatched[0] if unmatched else fit0.terms[0]
-        raise ArgumentError(
-            "the models are not nested: random term "
-            f"{_term_label(which)} of the smaller model has no counterpart in the larger "
-            "model with the same grouping, a superset of its columns and the same or a "
-            "more general covariance structure (scalar < diagonal < unstructured)"
-        )
-    _check_ties(fit0, fit1, match)
-    return match
-
-
-def _check_ties(fit0: GLMMResults, fit1: GLMMResults, match: dict[int, int]) -> None:
-    """Terms tied in the alternative (``varcomps_equal``) must be kept or dropped together."""
-    back = {j: i for i, j in match.items()}
-    for j, a in enumerate(fit1.terms):
-        for k in range(j + 1, len(fit1.terms)):
-            b = fit1.terms[k]
-            if not set(a.params) & set(b.params):
-                continue
-            kept = (j in back, k in back)
-            same = kept == (True, True) and (
-                fit0.terms[back[j]].params == fit0.terms[back[k]].params
-                and fit0.terms[back[j]].columns == a.columns
-                and fit0.terms[back[k]].columns == b.columns
-            )
-            if kept != (False, False) and not same:
-                raise ArgumentError(
-                    "the models are not nested: random terms "
-                    f"{a.formula!r} and {b.formula!r} share their variance components "
-                    "in the larger model (varcomps_equal) but not in the smaller one"
-                )
-
-
-def _boundary_blocks(
-    fit0: GLMMResults, fit1: GLMMResults, match: dict[int, int]
-) -> tuple[int, bool]:
-    """Independent boundary blocks the alternative adds, and whether the rules fail.
-
-    Each block is one variance the null fixes at 0, with (for a column added to an
-    unstructured term) its covariances with the term's other columns.
-    """
-    back = {j: i for i, j in match.items()}
-    boundary_params: set[int] = set()
-    fallback = False
-    for j, alt in enumerate(fit1.terms):
-        null_columns = () if j not in back else fit0.terms[back[j]].columns
-        added = [c for c in alt.columns if c not in null_columns]
-        if not added:
-            continue
-        variance = alt.covariance_structure().variance_params()
-        variances = [p for p, is_var in zip(alt.params, variance, strict=True) if is_var]
-        if alt.structure == "scalar" or len(alt.columns) == 1:
-            boundary_params.update(variances[:1])
-        elif alt.structure == "diagonal":
-            positions = [alt.columns.index(c) for c in added]
-            boundary_params.update(variances[p] for p in positions)
-        elif len(added) == 1:
-            # one column added to an unstructured term: one variance and q covariances
-            boundary_params.add(variances[alt.columns.index(added[0])])
-        else:
-            fallback = True
-    return len(boundary_params), fallback
-
-
-def _null_distribution(
-    fit0: GLMMResults, fit1: GLMMResults, match: dict[int, int], df: int
-) -> _Mixture:
-    n_boundary, fallback = _boundary_blocks(fit0, fit1, match)
-    if n_boundary > df:
-        fallback = True
-    boundary = fallback or n_boundary > 0
-    return _mixture(df, n_boundary, fallback, boundary)
 
 
 def lrt(fit0: GLMMResults, fit1: GLMMResults) -> LRTResult:
@@ -427,7 +160,7 @@ def lrt(fit0: GLMMResults, fit1: GLMMResults) -> LRTResult:
     >>> lrt(fit1, fit0).null_distribution
     '0.5 chi-square(0) + 0.5 chi-square(1)'
     """
-    _check_same_data([fit0, fit1])
+    check_same_data([fit0, fit1])
     return _test(fit0, fit1)
 
 
@@ -442,9 +175,9 @@ def _test(fit0: GLMMResults, fit1: GLMMResults) -> LRTResult:
     if df0 > df1:
         fit0, fit1 = fit1, fit0
         df0, df1 = df1, df0
-    match = _check_nested(fit0, fit1)
+    match = check_nested(fit0, fit1)
     df = df1 - df0
-    mixture = _null_distribution(fit0, fit1, match, df)
+    mixture = null_distribution(fit0, fit1, match, df)
     if not mixture.accounted:
         warnings.warn(
             f"the larger model {model_name(fit1)!r} adds several correlated random "
@@ -460,7 +193,7 @@ def _test(fit0: GLMMResults, fit1: GLMMResults) -> LRTResult:
         statistic=statistic,
         df=df,
         p_value=mixture.sf(statistic),
-        naive_p_value=_chi2_sf(max(statistic, 0.0), df),
+        naive_p_value=chi2_sf(max(statistic, 0.0), df),
         mcse=mcse,
         null_distribution=mixture.label,
         boundary=mixture.boundary,
@@ -519,7 +252,7 @@ def anova(*fits: GLMMResults, names: Sequence[str] | None = None) -> pd.DataFram
     """
     if not fits:
         raise ArgumentError("anova needs at least one fit")
-    _check_same_data(list(fits))
+    check_same_data(list(fits))
     if names is None:
         labels = [model_name(f) for f in fits]
         if len(set(labels)) < len(labels):
@@ -560,4 +293,5 @@ def anova(*fits: GLMMResults, names: Sequence[str] | None = None) -> pd.DataFram
     table["npar"] = table["npar"].astype(int)
     table["Df"] = table["Df"].astype(float)
     return table
+
 

@@ -282,6 +282,15 @@ def _shape_facts(
             np.asarray(np.abs(off_diagonal).sum(axis=(1, 2)) == 0.0), first, mult)
 
 
+def sqrt_covariance(sigma: FloatArray) -> FloatArray:
+    """A square root ``R`` with ``R R^T = sigma`` (positive semi-definite allowed)."""
+    try:
+        return np.asarray(np.linalg.cholesky(sigma), dtype=np.float64)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(sigma)
+        return np.asarray(vectors * np.sqrt(np.clip(values, 0.0, None)), dtype=np.float64)
+
+
 #: The structures by name (the bar syntax picks one: ``|`` unstructured, ``||`` diagonal).
 STRUCTURES: dict[str, type[CovarianceStructure]] = {
     cls.name: cls for cls in (Scalar, Diagonal, Unstructured)

@@ -2,8 +2,9 @@
 
 Each method forwards to the module that owns the computation: :mod:`pyglmm.ranef`
 (conditional means and SDs of the random effects by importance weighting of the fit's
-own sample) and :mod:`pyglmm.prediction` (predictions, fitted values, residuals and
-simulation). Their docstrings give the details.
+own sample), :mod:`pyglmm.prediction` (predictions), :mod:`pyglmm.residuals` (fitted
+values and residuals), :mod:`pyglmm.simulate_fit` (simulation) and
+:mod:`pyglmm.profiles` (profile likelihood). Their docstrings give the details.
 """
 
 from __future__ import annotations
@@ -47,27 +48,31 @@ class PostEstimation:
                        se_fit=se_fit, offset=offset, rng=rng, m=m)
 
     def profile(self, param: str | int, n: int = 21, width: float = 4.0) -> pd.DataFrame:
-        """The profile likelihood of one parameter (:func:`pyglmm.profiles.profile`)."""
+        """The profile likelihood of one parameter or correlation (:func:`pyglmm.profiles.profile`).
+
+        ``param``: a parameter's name or 0-based position, or a correlation's name as
+        :meth:`varcorr` gives it (``"cor (Intercept),x|g"``).
+        """
         from .profiles import profile
 
         return profile(self, param, n=n, width=width)
 
     def fitted(self) -> pd.Series:
-        """Conditional fitted values on the response scale (:func:`pyglmm.prediction.fitted`)."""
-        from .prediction import fitted
+        """Conditional fitted values on the response scale (:func:`pyglmm.residuals.fitted`)."""
+        from .residuals import fitted
 
         return fitted(self)
 
     def residuals(self, type: str = "deviance") -> pd.Series:  # noqa: A002 - as R
-        """Response, Pearson or deviance residuals (:func:`pyglmm.prediction.residuals`)."""
-        from .prediction import residuals
+        """Response, Pearson or deviance residuals (:func:`pyglmm.residuals.residuals`)."""
+        from .residuals import residuals
 
         return residuals(self, type=type)
 
     def simulate(
         self, nsim: int = 1, rng: int | np.random.Generator | None = None, re: str = "new"
     ) -> pd.DataFrame:
-        """Responses simulated from the fitted model (:func:`pyglmm.prediction.simulate`)."""
-        from .prediction import simulate
+        """Responses simulated from the fitted model (:func:`pyglmm.simulate_fit.simulate`)."""
+        from .simulate_fit import simulate
 
         return simulate(self, nsim=nsim, rng=rng, re=re)

@@ -1,15 +1,27 @@
-"""Profile likelihood of one parameter and profile confidence intervals.
+"""Profile likelihood of one parameter or correlation, and profile confidence intervals.
 
 On the fit's own importance sample (``fit.sample``) the MCLA is a smooth function of
-``theta``. The profile of parameter ``j`` at a value ``v`` maximises it over the other
-parameters with ``theta_j = v`` (the same trust region as the fit, warm-started from
-the neighbouring point), and ``D(v) = 2 (l(theta_hat) - l_p(v))`` is the likelihood-
-ratio statistic. The profile interval of level ``1 - alpha`` is where ``D(v)`` is at
-most the ``1 - alpha`` quantile of chi-square(1); a variance's lower end is 0 when
-``D`` stays below that as the variance goes to 0, or when the estimate itself is on
-the boundary. Far from the estimate the sample carries little information (the
-importance weights degenerate), so the profile is reliable near the interval, not in
-the tails of a wide grid.
+``theta``. The profile of a quantity ``t(theta)`` at a value ``v`` maximises it over
+``{theta : t(theta) = v}`` (the same trust region as the fit, warm-started from the
+neighbouring point), and ``D(v) = 2 (l(theta_hat) - l_p(v))`` is the likelihood-ratio
+statistic. ``t`` is one of the parameters ``theta_j`` (a fixed effect, a variance or a
+covariance; the others are maximised over), or the correlation
+``rho = c / sqrt(v_1 v_2)`` of two columns of an unstructured term: holding ``rho``
+fixed, the covariance is ``c = rho sqrt(v_1 v_2)`` and the maximisation runs over every
+other parameter, with the chain rule giving the reduced gradient and Hessian
+(:class:`Target`). Correlations are named as :meth:`GLMMResults.varcorr` names them,
+``"cor <var1>,<var2>|<grp>"`` (e.g. ``"cor (Intercept),x|g"``, beside the covariance
+``"cov (Intercept),x|g"``).
+
+The profile interval of level ``1 - alpha`` is where ``D(v)`` is at most the
+``1 - alpha`` quantile of chi-square(1). Its ends solve ``sqrt(D(v)) = sqrt(cut)`` by a
+safeguarded Newton iteration on the signed root, which is nearly linear in ``v``;
+``D'(v) = -2 dl/dv`` at the constrained maximum (the envelope theorem), so each step
+needs one profile point. A variance's lower end is 0 when ``D`` stays below the
+cut-off as the variance goes to 0, or when the estimate itself is on the boundary; a
+correlation's end is -1 or 1 when ``D`` stays below it up to there. Far from the
+estimate the sample carries little information (the importance weights degenerate),
+so the profile is reliable near the interval, not in the tails of a wide grid.
 
 Monte Carlo error of an end point ``v*``: both likelihood values come from the same
 sample, so per block the variance of ``log mean w(theta_hat) - log mean w(theta*)`` is
@@ -20,106 +32,312 @@ the MCSE of ``D(v*)`` (times 2), and the end point's MCSE is that over ``|D'(v*)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize as sciopt
+from numpy.typing import NDArray
 from scipy import stats
 
 from .diagnostics import BOUNDARY_NU
+from .errors import ArgumentError
 from .intervals import parameter_positions
 from .optimize import trust_maximize
 from .ranef import require_sample
 
-FloatArray = np.ndarray
+FloatArray = NDArray[np.float64]
+
+#: How close to -1 or 1 an interval's search for a correlation's end goes before it
+#: takes the bound itself as the end.
+CORRELATION_MARGIN = 1e-6
+
+#: Convergence of an end point: ``|sqrt(D) - sqrt(cut)|`` below this (``|D - cut|``
+#: below about 4e-7 at the 95% level).
+ROOT_TOL = 1e-7
 
 
 @dataclass(frozen=True)
 class ProfilePoint:
-    """One point of a profile: the value, ``D(v)`` and the maximising ``theta``."""
+    """One point of a profile: the value, ``D(v)``, the maximising ``theta`` and ``D'(v)``."""
 
     value: float
     deviance: float
     theta: FloatArray
+    slope: float = math.nan
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a profile holds fixed: parameter ``theta_j``, or a correlation of a term.
+
+    Attributes
+    ----------
+    name : str
+        The parameter's name, or the correlation's (``"cor x,z|g"``).
+    j : int
+        The position in ``theta`` that the constraint removes: the parameter, or the
+        correlation's covariance.
+    pair : tuple of int, optional
+        For a correlation: the positions in ``theta`` of the two variances.
+    kind : str
+        ``"fixed"``, ``"variance"``, ``"covariance"`` or ``"correlation"``.
+    """
+
+    name: str
+    j: int
+    pair: tuple[int, int] | None = None
+    kind: str = "fixed"
+
+    def value_of(self, theta: FloatArray) -> float:
+        """``t(theta)``: the parameter, or ``c / sqrt(v_1 v_2)``."""
+        if self.pair is None:
+            return float(theta[self.j])
+        a, b = self.pair
+        scale = float(theta[a] * theta[b])
+        return float(theta[self.j] / math.sqrt(scale)) if scale > 0 else math.nan
+
+    def bounds(self) -> tuple[float, float]:
+        """The open range of ``t``: a variance is positive, a correlation in (-1, 1)."""
+        if self.kind == "variance":
+            return 0.0, math.inf
+        if self.kind == "correlation":
+            return -1.0, 1.0
+        return -math.inf, math.inf
+
+    def full(self, x: FloatArray, v: float, free: NDArray[np.intp], n: int) -> FloatArray:
+        """``theta`` with ``theta[free] = x`` and ``t(theta) = v`` (NaN if impossible)."""
+        theta = np.empty(n)
+        theta[free] = x
+        if self.pair is None:
+            theta[self.j] = v
+        else:
+            a, b = self.pair
+            scale = theta[a] * theta[b]
+            theta[self.j] = v * math.sqrt(scale) if scale > 0 else math.nan
+        return theta
+
+    def reduce(
+        self, gradient: FloatArray, hessian: FloatArray, theta: FloatArray,
+        free: NDArray[np.intp],
+    ) -> tuple[FloatArray, FloatArray]:
+        """Gradient and Hessian in ``x = theta[free]`` of ``l(full(x, v))``.
+
+        For a correlation, ``c(x) = rho sqrt(v_1 v_2)`` has ``dc/dv_1 = c / (2 v_1)``,
+        ``d2c/dv_1^2 = -c / (4 v_1^2)`` and ``d2c/dv_1 dv_2 = c / (4 v_1 v_2)``; with
+        ``d = dc/dx``, the gradient is ``g_x + g_c d`` and the Hessian
+        ``H_xx + H_xc d^T + d H_cx + H_cc d d^T + g_c d2c/dx2``.
+        """
+        g = gradient[free]
+        h = hessian[np.ix_(free, free)]
+        if self.pair is None:
+            return g, h
+        a, b = self.pair
+        c = float(theta[self.j])
+        d_full = np.zeros(theta.size)
+        d_full[a] += c / (2.0 * theta[a])
+        d_full[b] += c / (2.0 * theta[b])
+        second = np.zeros((theta.size, theta.size))
+        second[a, a] += -c / (4.0 * theta[a] ** 2)
+        second[b, b] += -c / (4.0 * theta[b] ** 2)
+        second[a, b] += c / (4.0 * theta[a] * theta[b])
+        second[b, a] += c / (4.0 * theta[a] * theta[b])
+        d = d_full[free]
+        h_xc = hessian[free, self.j]
+        g_c = float(gradient[self.j])
+        g_x = g + g_c * d
+        h_x = (h + np.outer(h_xc, d) + np.outer(d, h_xc)
+               + float(hessian[self.j, self.j]) * np.outer(d, d)
+               + g_c * second[np.ix_(free, free)])
+        return g_x, 0.5 * (h_x + h_x.T)
+
+    def derivative(self, gradient: FloatArray, theta: FloatArray) -> float:
+        """``dl/dv`` along the constraint at ``theta``: ``g_j``, or ``g_c sqrt(v_1 v_2)``."""
+        if self.pair is None:
+            return float(gradient[self.j])
+        a, b = self.pair
+        return float(gradient[self.j] * math.sqrt(theta[a] * theta[b]))
+
+
+def correlation_targets(fit: Any) -> list[Target]:
+    """One :class:`Target` per correlation of the fit's unstructured terms.
+
+    Names are ``"cor <var1>,<var2>|<grp>"`` from the columns and grouping factor as
+    :meth:`GLMMResults.varcorr` gives them (``grp``, ``var1``, ``var2``).
+    """
+    p = len(fit.beta)
+    out = []
+    for info in fit.terms:
+        structure = info.covariance_structure()
+        if structure.is_diagonal:
+            continue
+        basis = structure.basis()
+        variance = structure.variance_index()
+        params = np.asarray(info.params, dtype=np.intp)
+        for i in range(len(info.columns)):
+            for k in range(i):
+                owners = np.flatnonzero(basis[:, i, k] != 0.0)
+                a, b = int(params[variance[k]]), int(params[variance[i]])
+                if owners.size != 1 or a == b:
+                    continue
+                out.append(Target(f"cor {info.columns[k]},{info.columns[i]}|{info.name}",
+                                  p + int(params[owners[0]]), (p + a, p + b), "correlation"))
+    return out
+
+
+def parameter_target(fit: Any, j: int) -> Target:
+    """The :class:`Target` of parameter ``j`` (0-based position in ``param_names``)."""
+    p = len(fit.beta)
+    if j < p:
+        kind = "fixed"
+    else:
+        kind = "variance" if bool(fit.is_variance[j - p]) else "covariance"
+    return Target(fit.param_names[j], j, None, kind)
+
+
+def targets(fit: Any, parm: Any = None) -> list[Target]:
+    """The targets ``parm`` names: parameters by name or 0-based position, correlations
+    by name; None: every parameter, then every correlation."""
+    correlations = {t.name: t for t in correlation_targets(fit)}
+    if parm is None:
+        return ([parameter_target(fit, j) for j in range(len(fit.param_names))]
+                + list(correlations.values()))
+    items = [parm] if isinstance(parm, str | int | np.integer) else list(parm)
+    out = []
+    for item in items:
+        if isinstance(item, str) and item in correlations and item not in fit.param_names:
+            out.append(correlations[item])
+            continue
+        try:
+            (j,) = parameter_positions(fit.param_names, item)
+        except ArgumentError as exc:
+            if isinstance(item, str) and correlations:
+                raise ArgumentError(
+                    f"{exc} or the correlations {list(correlations)}"
+                ) from None
+            raise
+        out.append(parameter_target(fit, j))
+    return out
 
 
 class _Profiler:
-    """Maximise the fit's MCLA with one parameter held at a value (warm-started)."""
+    """Maximise the fit's MCLA with one target held at a value (warm-started)."""
 
-    def __init__(self, fit: Any, j: int) -> None:
+    def __init__(self, fit: Any, target: Target | int) -> None:
         self.fit = fit
         self.objective = require_sample(fit)
-        self.j = j
+        self.target = target if isinstance(target, Target) else parameter_target(fit, target)
         self.theta_hat = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
         self.value_hat = float(self.objective.evaluate(self.theta_hat).value)
-        self.free = np.array([k for k in range(self.theta_hat.size) if k != j])
+        self.free = np.array([k for k in range(self.theta_hat.size) if k != self.target.j],
+                             dtype=np.intp)
         self.last = self.theta_hat.copy()
+        self._hat_weights: FloatArray | None = None
 
     def point(self, v: float) -> ProfilePoint:
-        theta = self.last.copy()
-        theta[self.j] = v
+        """The profile at ``v``: ``D(v)``, the maximising ``theta`` and ``D'(v)``."""
+        target, free, n = self.target, self.free, self.theta_hat.size
+        seen: dict[bytes, tuple[FloatArray, Any]] = {}
 
         def reduced(x: FloatArray) -> tuple[float, FloatArray, FloatArray]:
-            full = theta.copy()
-            full[self.free] = x
-            ev = self.objective.evaluate(full)
-            return ev.value, ev.gradient[self.free], ev.hessian[np.ix_(self.free, self.free)]
+            theta = target.full(x, v, free, n)
+            ev = self.objective.evaluate(theta)
+            seen[x.tobytes()] = (theta, ev)
+            if not np.isfinite(ev.value):
+                return -math.inf, np.zeros(free.size), np.zeros((free.size, free.size))
+            g, h = target.reduce(ev.gradient, ev.hessian, theta, free)
+            return float(ev.value), g, h
 
-        start = theta[self.free]
+        start = self.last[free]
         if not np.isfinite(reduced(start)[0]):  # e.g. a covariance no longer definite
-            start = self.theta_hat[self.free]
+            start = self.theta_hat[free]
         try:
             result = trust_maximize(reduced, start, rinit=1.0, rmax=100.0, iterlim=200)
         except ValueError:
-            return ProfilePoint(v, np.inf, theta)
-        theta[self.free] = result.argument
+            return ProfilePoint(v, math.inf, target.full(start, v, free, n))
+        key = np.asarray(result.argument, dtype=np.float64).tobytes()
+        if key not in seen:
+            reduced(np.asarray(result.argument, dtype=np.float64))
+        theta, ev = seen[key]
         self.last = theta
-        return ProfilePoint(v, 2.0 * (self.value_hat - float(result.value)), theta)
+        slope = -2.0 * target.derivative(ev.gradient, theta)
+        return ProfilePoint(v, 2.0 * (self.value_hat - float(result.value)), theta, slope)
 
     def mcse_of_deviance(self, theta: FloatArray) -> float:
         """MCSE of ``D`` between ``theta_hat`` and ``theta`` (see the module doc)."""
-        at_hat = self.objective.weighted_draws(self.theta_hat)
-        at_point = self.objective.weighted_draws(theta)
-        lw_hat = np.concatenate([lw for _, lw in at_hat])
-        lw_pt = np.concatenate([lw for _, lw in at_point])
-        a = np.exp(lw_hat - lw_hat.max(axis=0))
-        b = np.exp(lw_pt - lw_pt.max(axis=0))
-        a /= a.mean(axis=0)
-        b /= b.mean(axis=0)
+        if self._hat_weights is None:
+            self._hat_weights = _normalised_weights(self.objective, self.theta_hat)
+        a = self._hat_weights
+        b = _normalised_weights(self.objective, theta)
         variance = float(np.sum(np.var(a - b, axis=0) / a.shape[0]))
         return 2.0 * float(np.sqrt(variance))
 
 
-def _position(fit: Any, param: str | int) -> int:
-    return parameter_positions(fit.param_names, param)[0]
+def _normalised_weights(objective: Any, theta: FloatArray) -> FloatArray:
+    """Every draw's importance weight at ``theta`` over its block's mean: (m, B)."""
+    lw = np.concatenate([w for _, w in objective.weighted_draws(theta)])
+    out = np.exp(lw - lw.max(axis=0))
+    out /= out.mean(axis=0)
+    return np.asarray(out, dtype=np.float64)
 
 
-def _is_variance(fit: Any, j: int) -> bool:
-    p = len(fit.beta)
-    return j >= p and bool(fit.is_variance[j - p])
+def _scale(fit: Any, target: Target) -> tuple[float, float]:
+    """The target's estimate and a standard error to size steps by (a guess if none)."""
+    theta_hat = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
+    estimate = target.value_of(theta_hat)
+    if target.pair is None:
+        se = float(fit.se().iloc[target.j])
+    else:
+        se = _correlation_se(fit, target)
+    if not np.isfinite(se) or se <= 0:
+        se = max(abs(estimate), 1.0) * 0.1
+    return estimate, se
+
+
+def _correlation_se(fit: Any, target: Target) -> float:
+    """Delta-method SE of a correlation, as in :mod:`pyglmm.varcorr`."""
+    theta = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
+    assert target.pair is not None
+    a, b = target.pair
+    j = target.j
+    scale = math.sqrt(theta[a] * theta[b])
+    rho = theta[j] / scale
+    gradient = np.zeros(theta.size)
+    gradient[j] = 1.0 / scale
+    gradient[a] = -rho / (2.0 * theta[a])
+    gradient[b] = -rho / (2.0 * theta[b])
+    value = float(gradient @ fit.vcov().to_numpy() @ gradient)
+    return math.sqrt(value) if value > 0 else math.nan
 
 
 def profile(fit: Any, param: str | int, n: int = 21, width: float = 4.0) -> pd.DataFrame:
-    """The profile of one parameter on a grid of ``n`` values, estimate +- ``width`` SE.
+    """The profile of one parameter or correlation on a grid of ``n`` values.
+
+    The grid spans the estimate +- ``width`` SE (delta-method SE for a correlation),
+    stopping short of the bounds (above 0 for a variance, inside (-1, 1) for a
+    correlation). ``param`` is a parameter's name or 0-based position, or a
+    correlation's name (``"cor (Intercept),x|g"``; see :func:`correlation_targets`).
 
     Returns a DataFrame with columns ``value``, ``deviance`` (``D(v)``, 0 at the
     estimate) and ``signed_root`` (``sign(v - v_hat) sqrt(D)``, close to a straight
-    line when the likelihood is nearly quadratic). A variance's grid stops above 0.
+    line when the likelihood is nearly quadratic).
     """
-    j = _position(fit, param)
-    estimate = float(np.concatenate([fit.beta, fit.nu])[j])
-    se = float(fit.se().iloc[j])
-    if not np.isfinite(se) or se <= 0:
-        se = max(abs(estimate), 1.0) * 0.1
-    lo, hi = estimate - width * se, estimate + width * se
-    if _is_variance(fit, j):
-        lo = max(lo, 1e-3 * estimate)
+    (target,) = targets(fit, param)
+    estimate, se = _scale(fit, target)
+    if not np.isfinite(estimate):
+        raise ArgumentError(f"{target.name} is not defined at the estimate (a variance "
+                            "of its term is 0)")
+    low, high = target.bounds()
+    lo = max(estimate - width * se, low + 1e-3 * (estimate - low)) if np.isfinite(low) \
+        else estimate - width * se
+    hi = min(estimate + width * se, high - 1e-3 * (high - estimate)) if np.isfinite(high) \
+        else estimate + width * se
     grid = np.linspace(lo, hi, n)
     rows = []
     for side in (grid[grid < estimate][::-1], grid[grid >= estimate]):
-        profiler = _Profiler(fit, j)  # warm-started outwards from the estimate
+        profiler = _Profiler(fit, target)  # warm-started outwards from the estimate
         for v in side:
             pt = profiler.point(float(v))
             rows.append((pt.value, pt.deviance))
@@ -129,63 +347,105 @@ def profile(fit: Any, param: str | int, n: int = 21, width: float = 4.0) -> pd.D
     return table
 
 
+def _end_point(
+    fit: Any, target: Target, estimate: float, se: float, direction: float, cut: float
+) -> tuple[float, float]:
+    """One end of the profile interval and its MCSE (see the module doc).
+
+    Newton steps on ``sqrt(D(v))`` from the Wald end, kept inside the bracket once a
+    point beyond the cut-off is known, and expanding outwards until then; at the
+    bound of the target's range (a variance's 0, a correlation's -1 or 1) with ``D``
+    still below the cut-off, the bound is the end (MCSE 0); a fixed effect or
+    covariance whose profile never crosses gets NaN.
+    """
+    low, high = target.bounds()
+    bound = low if direction < 0 else high
+    if target.kind == "variance":
+        limit = 1e-6 * estimate if direction < 0 else math.inf
+    elif target.kind == "correlation":
+        limit = direction * (1.0 - CORRELATION_MARGIN)
+    else:
+        limit = direction * math.inf
+    profiler = _Profiler(fit, target)
+    root = math.sqrt(cut)
+    inside, outside = estimate, math.nan
+    v = estimate + direction * root * se
+    if (v - limit) * direction > 0:
+        v = 0.5 * (estimate + limit)
+    best: ProfilePoint | None = None
+    for _ in range(60):
+        pt = profiler.point(v)
+        finite = math.isfinite(pt.deviance)
+        gap = math.sqrt(max(pt.deviance, 0.0)) - root if finite else math.inf
+        if finite and abs(gap) < ROOT_TOL:
+            best = pt
+            break
+        if gap > 0:
+            outside = v
+        else:
+            inside = v
+            if v == limit:
+                return (0.0 if target.kind == "variance" else bound), 0.0
+        step = math.nan
+        if finite and pt.deviance > 0 and pt.slope * direction > 0:
+            # Newton on sqrt(D): d sqrt(D) / dv = D' / (2 sqrt(D))
+            step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
+        candidate = v + step
+        if math.isnan(outside):
+            if not (math.isfinite(candidate) and (candidate - inside) * direction > 0):
+                candidate = inside + 1.6 * (inside - estimate) if inside != estimate \
+                    else estimate + direction * se
+            if (candidate - limit) * direction >= 0:
+                candidate = limit
+            if not math.isfinite(candidate):
+                return math.nan, math.nan
+        else:
+            lo_v, hi_v = sorted((inside, outside))
+            if not (math.isfinite(candidate) and lo_v < candidate < hi_v):
+                candidate = 0.5 * (inside + outside)
+            if hi_v - lo_v < 1e-10 * se:
+                best = pt
+                break
+        v = float(candidate)
+    if best is None:
+        return math.nan, math.nan
+    slope = best.slope
+    if not (math.isfinite(slope) and abs(slope) > 0):
+        return best.value, math.nan
+    return best.value, profiler.mcse_of_deviance(best.theta) / abs(slope)
+
+
 def profile_intervals(
-    fit: Any, level: float = 0.95, params: list[int] | None = None
+    fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None
 ) -> pd.DataFrame:
     """Profile-likelihood intervals with the Monte Carlo SE of each end point.
 
+    ``params``: parameters by name or 0-based position and correlations by name, as
+    :func:`targets` reads them; None: every parameter, then every correlation (one row
+    each, named as :func:`correlation_targets` names them).
+
     Columns: the two quantiles (as :meth:`GLMMResults.confint` names them) and
     ``mcse_lower``, ``mcse_upper``. A variance whose profile stays below the cut-off as
-    it goes to 0 gets lower end 0 (MCSE 0).
+    it goes to 0 gets lower end 0 (MCSE 0); a correlation whose profile stays below it
+    up to -1 or 1 gets that end (MCSE 0); a correlation of a term with a variance at 0
+    gets NaN.
     """
     cut = float(stats.chi2.ppf(level, 1))
-    positions = list(range(len(fit.param_names))) if params is None else params
-    theta_hat = np.concatenate([fit.beta, fit.nu])
     rows = []
-    for j in positions:
-        estimate = float(theta_hat[j])
-        se = float(fit.se().iloc[j])
-        if not np.isfinite(se) or se <= 0:
-            se = max(abs(estimate), 1.0) * 0.1
+    for target in targets(fit, params):
+        estimate, se = _scale(fit, target)
         ends, errors = [], []
         for direction in (-1.0, 1.0):
-            if direction < 0 and _is_variance(fit, j) and estimate < BOUNDARY_NU:
-                ends.append(0.0)  # the estimate is on the boundary: so is the lower end
-                errors.append(0.0)
-                continue
-            profiler = _Profiler(fit, j)
-            floor = 1e-6 * estimate if _is_variance(fit, j) else -np.inf
-            step, inside = se, estimate
-            end = None
-            for _ in range(40):  # walk out until D exceeds the cut-off
-                v = estimate + direction * step
-                if v <= floor:
-                    v = floor
-                pt = profiler.point(v)
-                if pt.deviance > cut:
-                    end = v
-                    break
-                if v == floor:
-                    break
-                inside, step = v, step * 1.6
-            if end is None:  # a variance whose profile never crosses: the boundary
-                ends.append(0.0 if direction < 0 and _is_variance(fit, j) else np.nan)
-                errors.append(0.0 if direction < 0 and _is_variance(fit, j) else np.nan)
-                continue
-            root_profiler = _Profiler(fit, j)
-
-            def excess(v: float, prof: _Profiler = root_profiler) -> float:
-                return prof.point(v).deviance - cut
-
-            low, high = sorted((inside, end))
-            v_star = float(sciopt.brentq(excess, low, high, xtol=1e-6 * se))
-            pt = root_profiler.point(v_star)
-            h = 1e-3 * se
-            slope = (root_profiler.point(v_star + h).deviance
-                     - root_profiler.point(v_star - h).deviance) / (2 * h)
-            ends.append(v_star)
-            errors.append(root_profiler.mcse_of_deviance(pt.theta) / max(abs(slope), 1e-12))
-        rows.append((fit.param_names[j], *ends, *errors))
+            if not np.isfinite(estimate):
+                end, error = math.nan, math.nan
+            elif (direction < 0 and target.kind == "variance"
+                  and estimate < BOUNDARY_NU):
+                end, error = 0.0, 0.0  # the estimate is on the boundary: so is the end
+            else:
+                end, error = _end_point(fit, target, estimate, se, direction, cut)
+            ends.append(end)
+            errors.append(error)
+        rows.append((target.name, *ends, *errors))
     alpha = 1.0 - level
     columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
     table = pd.DataFrame(rows, columns=["term", *columns, "mcse_lower", "mcse_upper"])

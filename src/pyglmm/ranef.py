@@ -20,7 +20,7 @@ approximation of the posterior) with an
 
 Public names: :func:`ranef` (the table), :func:`conditional_summary` (the same as
 design-ordered arrays) and :func:`resample_conditional` (draws from the weighted
-sample, used by :func:`pyglmm.prediction.simulate`).
+sample, used by :func:`pyglmm.simulate_fit.simulate`).
 """
 
 from __future__ import annotations

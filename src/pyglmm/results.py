@@ -33,6 +33,7 @@ from .intervals import (
 )
 from .mcla import MCLAObjective
 from .optimize import TrustStep
+from .plots import PlotMethods
 from .postfit import PostEstimation
 from .record import RECORD_FORMAT as RECORD_FORMAT
 from .record import RECORD_VERSION as RECORD_VERSION
@@ -67,7 +68,7 @@ class FitRound:
 
 
 @dataclass(frozen=True)
-class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
+class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods):
     """A GLMM fitted by Monte Carlo maximum likelihood (returned by :func:`pyglmm.glmm`).
 
     Attributes mirror R glmm's fitted object in snake case.
@@ -422,7 +423,10 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
             Interval for the variance components (fixed effects are Wald), or
             profile-likelihood intervals for every parameter on the fit's own sample,
             with the Monte Carlo SE of each end point (columns ``mcse_lower``,
-            ``mcse_upper``; :mod:`pyglmm.profiles`).
+            ``mcse_upper``; :mod:`pyglmm.profiles`). The profile table also has a row
+            for each correlation of an unstructured term, named as in
+            :meth:`varcorr` (``"cor (Intercept),x|g"``; ``parm`` may name them), its
+            ends within [-1, 1].
 
         Returns
         -------
@@ -438,11 +442,11 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation):
         ['0.05', '0.95']
         """
         alpha = interval_alpha(level, method)
-        positions = parameter_positions(self.param_names, parm)
         if method == "profile":
             from .profiles import profile_intervals
 
-            return profile_intervals(self, float(level), positions)
+            return profile_intervals(self, float(level), parm)
+        positions = parameter_positions(self.param_names, parm)
         table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)
 
