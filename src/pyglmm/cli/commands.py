@@ -13,13 +13,12 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # the fitting stack is imported by the commands that use it, so that
+    import pandas as pd  # `pyglmm --help` and a bad option answer at once
 
-from .. import datasets
-from ..api import glmm
-from ..results import GLMMResults
+    from ..results import GLMMResults
 
 #: File suffixes read as Parquet (everything else is read as CSV).
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -46,6 +45,8 @@ def read_data(path: str | Path) -> pd.DataFrame:
         The file is missing, unreadable or not a table, or it is Parquet and pyarrow is
         not installed.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise CommandError(f"no data file {str(path)!r}")
@@ -104,6 +105,8 @@ def _print_fit(fit: GLMMResults, level: float) -> None:
 
 def _glmm(**arguments: Any) -> GLMMResults:
     """:func:`pyglmm.glmm`, its warnings written as ``pyglmm: warning: ...`` lines."""
+    from ..api import glmm
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = glmm(**arguments)
@@ -136,6 +139,8 @@ def summary_command(args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    from ..results import GLMMResults
+
     try:
         fit = GLMMResults.from_json(text)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -146,6 +151,8 @@ def summary_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     """``pyglmm demo``: fit the salamander model and print its summary."""
+    from .. import datasets
+
     data = datasets.load_salamander()
     print(
         "Fitting the salamander mating model (Mate ~ 0 + Cross, crossed random Female and "
