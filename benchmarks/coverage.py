@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/coverage.py [--n-data 200] [--m 2000] [--seed 20261202]
                                   [--n-jobs 1] [--parts AB] [--csv ROWS.csv]
+                                  [--indices 4,10,...]
     python benchmarks/coverage.py --from-csv ROWS.csv   # the tables of a (partial) run
 
 Part A simulates ``--n-data`` data sets from the salamander design (Bernoulli,
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=20261202, help="root seed")
     parser.add_argument("--n-jobs", type=int, default=1, help="local worker processes")
     parser.add_argument("--parts", default="AB", help="which parts to run: A, B or AB")
+    parser.add_argument("--indices", default=None,
+                        help="only these data sets (comma-separated 0-based indices among "
+                             "--n-data), e.g. to refit some at a larger --m")
     parser.add_argument("--csv", default=None,
                         help="also write every data set's row here (after every batch)")
     parser.add_argument("--from-csv", default=None,
@@ -196,8 +200,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     children = np.random.SeedSequence(args.seed).spawn(args.n_data)
     per_part = [child.spawn(2) for child in children]  # (part A's, part B's) seeds
+    indices = (range(args.n_data) if args.indices is None
+               else [int(i) for i in args.indices.split(",")])
     jobs = [Job(part, i, per_part[i][k], args.m)  # A0, B0, A1, B1, ...
-            for i in range(args.n_data)
+            for i in indices
             for k, part in enumerate(("A", "B")) if part in args.parts.upper()]
     if args.from_csv:
         rows = pd.read_csv(args.from_csv)
