@@ -96,6 +96,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
                                            processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
         options["client"] = client
+        from pyglmm.backends.dask_cluster import DaskRound
+
+        DaskRound.count_payload = True  # the bytes per evaluation of the table
 
     def fit(m: int, callback: Any = None) -> Any:
         with warnings.catch_warnings():

@@ -163,12 +163,14 @@ class DaskBackend:
 class DaskRound:
     """One sampling round placed on a dask cluster.
 
-    ``DaskRound.payload_sent`` and ``DaskRound.payload_received`` count, over every round
-    of this process, the pickled bytes of what the rounds send (each round's work, once)
-    and what the evaluations send (``theta``, once per shard) and gather (the run
-    records); dask adds a task's metadata to each message.
+    With ``DaskRound.count_payload`` set (off by default: it pickles every gathered
+    record once more), ``DaskRound.payload_sent`` and ``DaskRound.payload_received``
+    count, over every round of this process, the pickled bytes of what the rounds send
+    (each round's work, once) and what the evaluations send (``theta``, once per shard)
+    and gather (the run records); dask adds a task's metadata to each message.
     """
 
+    count_payload = False
     payload_sent = 0
     payload_received = 0
 
@@ -180,7 +182,8 @@ class DaskRound:
         payload = pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
         #: Bytes of the round's work, sent once (to one worker; shards fetch it there).
         self.work_bytes = len(payload)
-        DaskRound.payload_sent += self.work_bytes
+        if DaskRound.count_payload:
+            DaskRound.payload_sent += self.work_bytes
         self._work = client.submit(_load_work, payload, key=f"pyglmm-work-{token}",
                                    pure=False)
         parts = split_runs(merge_groups(len(work.sizes)), len(addresses))
@@ -202,8 +205,9 @@ class DaskRound:
                                                strict=True)
         ]
         parts = gather(self.client, futures)
-        DaskRound.payload_sent += len(futures) * len(pickle.dumps(theta))
-        DaskRound.payload_received += sum(len(pickle.dumps(part)) for part in parts)
+        if DaskRound.count_payload:
+            DaskRound.payload_sent += len(futures) * len(pickle.dumps(theta))
+            DaskRound.payload_received += sum(len(pickle.dumps(part)) for part in parts)
         return [record for part in parts for record in part]
 
     def close(self) -> None:
