@@ -42,7 +42,7 @@ def test_the_record_holds_every_setting(small_fit):
         "pilot_m": 2000, "shift": True, "do_pql": True, "p1": 1 / 3, "p2": 1 / 3,
         "p3": 1 / 3, "zeta": 20.0, "zeta_per_block": True, "rmax": 1000.0,
         "iterlim": 1000, "chunk_size": None, "na_action": "raise", "par_init": None,
-        "rng_entropy": 2024, "rng_spawn_key": [],
+        "rng_entropy": 2024, "rng_spawn_key": [], "sampler": "auto",
     }
     assert record["format_version"] == 2
 

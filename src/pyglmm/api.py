@@ -43,6 +43,7 @@ def glmm(
     rng: int | np.random.SeedSequence | np.random.Generator | None = None,
     blocks: str = "independent",
     importance: str = "laplace",
+    sampler: str = "auto",
     recentre: int | str = "auto",
     pilot_m: int = 2_000,
     shift: bool = True,
@@ -124,6 +125,17 @@ def glmm(
     importance : {"laplace", "glmm"}
         Proposal: a per-block Student t centred at the conditional mode
         (docs/method.md), or R glmm's three-part mixture per block.
+    sampler : {"auto", "importance", "mcmc"}
+        How the random effects are drawn. ``"importance"``: independent draws from the
+        proposal of ``importance``. ``"mcmc"``: the MCMC likelihood (Geyer 1994;
+        docs/method.md) for large crossed blocks, where importance weights degenerate:
+        Hamiltonian Markov chains draw the random effects given the data at each round's
+        centre, their mean likelihood ratio approximates the likelihood's shape, bridge
+        sampling its level, and the Monte Carlo errors come from the spread between
+        independent chains (``fit.diagnostics()`` shows their effective sample size and
+        R-hat). ``"auto"`` (default): ``"mcmc"`` when the largest block holds at least
+        200 random effects and ``importance="laplace"``, else importance sampling. The
+        choice of each round is in ``fit.rounds``.
     recentre : int or "auto"
         Number of pilot rounds before the final one. Each round maximises the MCLA of
         a fresh sample drawn from a proposal rebuilt at the previous round's estimate
@@ -211,8 +223,8 @@ def glmm(
         target, cap = check_auto(mcse_target, max_m)
         arguments = dict(
             varcomps_names=varcomps_names, varcomps_equal=varcomps_equal, rng=rng,
-            blocks=blocks, importance=importance, recentre=recentre, pilot_m=pilot_m,
-            shift=shift, do_pql=do_pql, p1=p1, p2=p2, p3=p3, zeta=zeta, rmax=rmax,
+            blocks=blocks, importance=importance, sampler=sampler, recentre=recentre,
+            pilot_m=pilot_m, shift=shift, do_pql=do_pql, p1=p1, p2=p2, p3=p3, zeta=zeta, rmax=rmax,
             iterlim=iterlim, chunk_size=chunk_size, na_action=na_action, progress=progress,
             offset=offset, weights=weights, n_jobs=n_jobs, client=client, callback=callback,
         )
@@ -230,7 +242,7 @@ def glmm(
         iterlim=iterlim, chunk_size=chunk_size, shift=shift, do_pql=do_pql,
         # the default Laplace t grows its degrees of freedom with the block
         zeta_per_block=zeta is None and importance == "laplace",
-        na_action=na_action, rng=rng,
+        na_action=na_action, rng=rng, sampler=sampler,
     )
     if data is None:
         raise ArgumentTypeError("data is required: a pandas DataFrame or a mapping of columns")

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .importance import ImportanceSampler
+from .importance import Sampler
 from .kernels import fused_pass
 from .prior import PriorAt
 from .problem import Problem
@@ -56,6 +57,7 @@ class ChunkSample:
     log_h: FloatArray  # (m_j, B) log proposal density per block
     proj: FloatArray | None = None  # (m_j, B, S, p) their projections on the shift
     u: FloatArray | None = None  # (m_j, q) the draws, when Z u is gathered in the kernel
+    n_chains: int = 0  # Markov chains whose states fill the rows (row t * n_chains + c)
 
     @property
     def n_draws(self) -> int:
@@ -120,6 +122,16 @@ class ChunkRecord:
     sq_score_outer: FloatArray  # (B, P, P)
     top_log_weights: FloatArray  # (B, <= n_top) largest log-weights, for Pareto k
     beta_stat_sum: FloatArray | None = None  # (B, p, S) sum e^{b-a} d(s/2)/d beta
+    #: With Markov chains: the same second moments over batches (one per chain), with a
+    #: batch's weight sum W_c and score sum S_c in place of a draw's weight and
+    #: weighted score: sum W_c^2, sum W_c S_c, sum S_c S_c^T, sum n_c W_c, sum n_c^2
+    #: (n_c the chain's draws) and the number of batches.
+    batch_weight_sq: FloatArray | None = None  # (B,)
+    batch_score_cross: FloatArray | None = None  # (B, P)
+    batch_score_outer: FloatArray | None = None  # (B, P, P)
+    batch_weight_len: FloatArray | None = None  # (B,)
+    batch_len_sq: float = 0.0
+    n_batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,9 +159,33 @@ def _largest(values: FloatArray, count: int) -> FloatArray:
     return np.partition(values, values.shape[1] - count, axis=1)[:, -count:]
 
 
+def _batch_moments(
+    weight: FloatArray, scores: FloatArray, n_chains: int
+) -> dict[str, Any]:
+    """The batch fields of a :class:`ChunkRecord`: one batch per chain (row % n_chains)."""
+    n_rows, n_blocks = weight.shape
+    n_iter = -(-n_rows // n_chains)
+    padded = np.zeros((n_iter * n_chains, n_blocks))
+    padded[:n_rows] = weight
+    batch_weight = padded.reshape(n_iter, n_chains, n_blocks).sum(axis=0)  # (C, B)
+    weighted = np.zeros((n_iter * n_chains, n_blocks, scores.shape[2]))
+    weighted[:n_rows] = weight[:, :, None] * scores
+    batch_score = weighted.reshape(n_iter, n_chains, n_blocks, -1).sum(axis=0)  # (C, B, P)
+    lengths = np.bincount(np.arange(n_rows) % n_chains, minlength=n_chains).astype(float)
+    by_block = np.ascontiguousarray(batch_score.transpose(1, 0, 2))  # (B, C, P)
+    return dict(
+        batch_weight_sq=(batch_weight**2).sum(axis=0),
+        batch_score_cross=np.einsum("cb,cbp->bp", batch_weight, batch_score),
+        batch_score_outer=np.swapaxes(by_block, 1, 2) @ by_block,
+        batch_weight_len=lengths @ batch_weight,
+        batch_len_sq=float(lengths @ lengths),
+        n_batches=n_chains,
+    )
+
+
 def draw_effects(
     problem: Problem,
-    sampler: ImportanceSampler,
+    sampler: Sampler,
     seed: np.random.SeedSequence,
     n_draws: int,
 ) -> FloatArray:
@@ -160,7 +196,7 @@ def draw_effects(
 
 def draw_chunk(
     problem: Problem,
-    sampler: ImportanceSampler,
+    sampler: Sampler,
     seed: np.random.SeedSequence,
     n_draws: int,
     shift: EffectShift | None = None,
@@ -172,7 +208,7 @@ def draw_chunk(
 
 def chunk_from_draws(
     problem: Problem,
-    sampler: ImportanceSampler,
+    sampler: Sampler,
     u: FloatArray,
     shift: EffectShift | None = None,
     with_zu: bool = True,
@@ -183,6 +219,7 @@ def chunk_from_draws(
         stats=problem.prior.statistics(u),
         log_h=sampler.log_density(u, problem),
         proj=None if shift is None else shift.projections(problem, u),
+        n_chains=int(getattr(sampler, "n_chains", 0)),
     )
 
 
@@ -191,6 +228,28 @@ def _weighted_outer_sum(weight: FloatArray, vectors: FloatArray) -> FloatArray:
     by_block = np.ascontiguousarray(vectors.transpose(1, 0, 2))  # (B, m, P)
     weighted = by_block * weight.T[:, :, None]
     return np.swapaxes(by_block, 1, 2) @ weighted
+
+
+def _merge_batches(
+    first: ChunkRecord, second: ChunkRecord, f1: FloatArray, f2: FloatArray
+) -> dict[str, Any]:
+    """The merged batch fields of two records (none unless both have them)."""
+    if first.batch_weight_sq is None or second.batch_weight_sq is None:
+        return {}
+    assert first.batch_score_cross is not None and second.batch_score_cross is not None
+    assert first.batch_score_outer is not None and second.batch_score_outer is not None
+    assert first.batch_weight_len is not None and second.batch_weight_len is not None
+    g1, g2 = f1**2, f2**2
+    return dict(
+        batch_weight_sq=g1 * first.batch_weight_sq + g2 * second.batch_weight_sq,
+        batch_score_cross=g1[:, None] * first.batch_score_cross
+        + g2[:, None] * second.batch_score_cross,
+        batch_score_outer=g1[:, None, None] * first.batch_score_outer
+        + g2[:, None, None] * second.batch_score_outer,
+        batch_weight_len=f1 * first.batch_weight_len + f2 * second.batch_weight_len,
+        batch_len_sq=first.batch_len_sq + second.batch_len_sq,
+        n_batches=first.n_batches + second.n_batches,
+    )
 
 
 class _BlockReducer:
@@ -299,6 +358,8 @@ class ChunkMath:
         centred = scores - score_sum / weight_sum[:, None]
         score_scatter = _weighted_outer_sum(weight, centred)
         sq_weight = weight * weight
+        batches = ({} if not chunk.n_chains
+                   else _batch_moments(weight, scores, chunk.n_chains))
         return ChunkRecord(
             n_draws=chunk.n_draws,
             max_log_weight=top,
@@ -313,6 +374,7 @@ class ChunkMath:
             top_log_weights=_largest(log_weight.T, self.n_top),
             beta_stat_sum=None if prior_grad is None
             else np.einsum("kb,kbsp->bps", weight, prior_grad),
+            **batches,
         )
 
     # -- merging ---------------------------------------------------------------------
@@ -352,6 +414,7 @@ class ChunkMath:
             beta_stat_sum=None if first.beta_stat_sum is None or second.beta_stat_sum is None
             else f1[:, None, None] * first.beta_stat_sum
             + f2[:, None, None] * second.beta_stat_sum,
+            **_merge_batches(first, second, f1, f2),
         )
 
 

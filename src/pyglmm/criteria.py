@@ -110,6 +110,9 @@ def bic(fit: GLMMResults) -> float:
 
 
 def loglik_variance(fit: GLMMResults) -> float:
+    chains = getattr(fit, "block_value_variance", None)
+    if chains is not None:  # Markov chains: between chains, and level
+        return float(np.sum(chains))
     ess = np.asarray(fit.block_ess, dtype=np.float64)
     per_block = np.maximum(1.0 / ess - 1.0 / float(fit.n_draws), 0.0)
     return float(np.sum(per_block))
@@ -129,7 +132,10 @@ def loglik_mcse(fit: GLMMResults) -> float:
     with :math:`\mathrm{ESS}_b = (\sum_k w_k)^2 / \sum_k w_k^2` the Kish effective
     sample size (``fit.block_ess``, at the estimate). Blocks are sampled independently,
     so the variances add; the result is the square root of the sum (negative terms,
-    from rounding, count as 0).
+    from rounding, count as 0). With Markov chains (``sampler="mcmc"``) each block's
+    variance is that of its estimated level ``log L_b(psi)`` (bridge sampling) plus
+    that of the mean likelihood ratio, from the spread between independent chains
+    (``fit.block_value_variance``).
 
     Parameters
     ----------

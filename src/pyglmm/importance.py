@@ -16,6 +16,7 @@ Draws and log-densities are in block order; log-densities are per block (m, B).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,6 +75,27 @@ class Component:
         nu = self.df
         const = gammaln(0.5 * (nu + d)) - gammaln(0.5 * nu) - 0.5 * d * np.log(nu * np.pi)
         return const + half_log_det - 0.5 * (nu + d) * np.log1p(quad / nu)
+
+
+class Sampler(Protocol):
+    """What chunks, stores and backends need of the draws of a sampling round.
+
+    :class:`ImportanceSampler` (independent draws) and
+    :class:`pyglmm.chains.ChainSampler` (Markov chains) have it.
+    """
+
+    @property
+    def kind(self) -> str:
+        """What draws these are (``"laplace"``, ``"glmm"``, ``"mcmc"``)."""
+        ...
+
+    def draw(self, rng: np.random.Generator, n_draws: int, problem: Problem) -> FloatArray:
+        """``n_draws`` rows of block-ordered random effects from ``rng``: (n_draws, q)."""
+        ...
+
+    def log_density(self, u: FloatArray, problem: Problem) -> FloatArray:
+        """The log density ``log h`` of the MCLA's weights per block of each row: (m, B)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,15 @@ class Evaluation:
     score_mc_covariance: FloatArray  # sum_b sum_k v^2 (g - gbar)(g - gbar)^T
     n_draws: int
     top_log_weights: FloatArray  # (B, n_top) largest log importance weights per block
-
+    #: With Markov chains (else None): ``score_mc_covariance`` is then the covariance
+    #: from the spread between chains (batch means), this the one that treats the draws
+    #: as independent (their ratio is the chains' autocorrelation time) ...
+    score_iid_covariance: FloatArray | None = None
+    #: ... the variance of each block's value from the spread between chains plus that
+    #: of the level (:mod:`pyglmm.bridge`) ...
+    block_value_variance: FloatArray | None = None
+    #: ... and the number of chains.
+    n_chains: int = 0
 
 
 class RoundRecords(Protocol):
@@ -92,6 +100,9 @@ class MCLAObjective:
         Where the chunks are held and their records computed during the fit (a
         parallel backend); without it, and once :meth:`detach` drops it, records are
         computed here from ``chunk_source``. Both give the same numbers.
+    level_variance : ndarray, optional
+        With Markov chains: the variance of each block's level ``log L_b(psi)``
+        (:attr:`pyglmm.chains.ChainSampler.level_variance`).
     """
 
     def __init__(
@@ -101,8 +112,10 @@ class MCLAObjective:
         chunk_sizes: Iterable[int],
         shift: EffectShift | None = None,
         remote: RoundRecords | None = None,
+        level_variance: FloatArray | None = None,
     ) -> None:
         self.problem = problem
+        self.level_variance = level_variance
         self.shift = shift
         self.chunk_source = chunk_source
         self.chunk_sizes = tuple(int(s) for s in chunk_sizes)
@@ -222,6 +235,11 @@ class MCLAObjective:
             + sq[:, None, None] * mean_scores[:, :, None] * mean_scores[:, None, :]
         )
         score_mc_cov = (centred_sq / (s0**2)[:, None, None]).sum(axis=0)
+        chains: dict[str, object] = {}
+        if total.batch_weight_sq is not None:
+            chains = self._between_chains(total, mean_scores)
+            chains["score_iid_covariance"] = 0.5 * (score_mc_cov + score_mc_cov.T)
+            score_mc_cov = chains.pop("between")  # type: ignore[assignment]
         return Evaluation(
             value=value,
             gradient=gradient,
@@ -231,7 +249,34 @@ class MCLAObjective:
             score_mc_covariance=0.5 * (score_mc_cov + score_mc_cov.T),
             n_draws=total.n_draws,
             top_log_weights=np.sort(total.top_log_weights, axis=1),
+            **chains,  # type: ignore[arg-type]
         )
+
+    def _between_chains(self, total: ChunkRecord, mean_scores: FloatArray) -> dict[str, object]:
+        """The Monte Carlo covariance of the gradient and the value's variance per block
+        from the spread between chains (each chain one batch; see :class:`ChunkRecord`).
+
+        Per block, with ``W_c``, ``S_c`` the weight and score sums of chain ``c`` and
+        ``gbar`` the mean score, ``sum_c (S_c - W_c gbar)(S_c - W_c gbar)^T / W^2``
+        (the delta method for a ratio of sums over independent batches); the value
+        ``log(W / m)`` has variance ``sum_c (W_c - n_c W / m)^2 / W^2``.
+        """
+        assert total.batch_score_cross is not None and total.batch_score_outer is not None
+        assert total.batch_weight_len is not None and total.batch_weight_sq is not None
+        s0 = total.weight_sum
+        cross = total.batch_score_cross[:, :, None] * mean_scores[:, None, :]
+        centred = (total.batch_score_outer - cross - np.swapaxes(cross, 1, 2)
+                   + total.batch_weight_sq[:, None, None]
+                   * mean_scores[:, :, None] * mean_scores[:, None, :])
+        between = (centred / (s0**2)[:, None, None]).sum(axis=0)
+        mean_weight = s0 / total.n_draws
+        value_var = (total.batch_weight_sq - 2.0 * mean_weight * total.batch_weight_len
+                     + mean_weight**2 * total.batch_len_sq) / s0**2
+        value_var = np.maximum(value_var, 0.0)
+        if self.level_variance is not None:
+            value_var = value_var + self.level_variance
+        return {"between": 0.5 * (between + between.T), "block_value_variance": value_var,
+                "n_chains": total.n_batches}
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
         """Value, gradient and Hessian, the signature the optimiser expects."""

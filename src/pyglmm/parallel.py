@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .chunks import ChunkSample, EffectShift, chunk_from_draws, draw_effects
-from .importance import ImportanceSampler
+from .importance import Sampler
 from .problem import Problem
 
 FloatArray = NDArray[np.float64]
@@ -53,7 +53,7 @@ class ChunkStore:
     Parameters
     ----------
     problem : Problem
-    sampler : ImportanceSampler
+    sampler : Sampler
     seeds : sequence of SeedSequence
         One per chunk.
     sizes : sequence of int
@@ -73,7 +73,7 @@ class ChunkStore:
     def __init__(
         self,
         problem: Problem,
-        sampler: ImportanceSampler,
+        sampler: Sampler,
         seeds: Sequence[np.random.SeedSequence],
         sizes: Sequence[int],
         cache_bytes: int = DEFAULT_CACHE_BYTES,

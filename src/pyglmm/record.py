@@ -55,12 +55,14 @@ RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("convergence", ("trust_converged", "iterations")),
     ("pql", ("beta_pql", "nu_pql", "u_pql")),
     ("importance_sampling", ("n_draws", "n_blocks", "block_sizes", "block_ess",
-                             "score_mc_covariance", "top_log_weights")),
+                             "score_mc_covariance", "top_log_weights",
+                             "score_iid_covariance", "block_value_variance", "n_chains")),
     ("run", ("rounds", "timings", "m_path", "backend")),
 )
 #: Attributes added after RECORD_VERSION 2 first shipped: a record without them gets
 #: the attribute's default.
-_ADDED_LATER = frozenset({"backend"})
+_ADDED_LATER = frozenset({"backend", "score_iid_covariance", "block_value_variance",
+                          "n_chains"})
 
 
 def fit_attributes(
@@ -94,6 +96,9 @@ def fit_attributes(
         block_ess=evaluation.block_ess,
         score_mc_covariance=evaluation.score_mc_covariance,
         top_log_weights=evaluation.top_log_weights,
+        score_iid_covariance=evaluation.score_iid_covariance,
+        block_value_variance=evaluation.block_value_variance,
+        n_chains=evaluation.n_chains,
         fixed_names=design.fixed_names,
         varcomps_names=design.varcomps_names,
         varcomps_equal=design.varcomps_equal,
@@ -175,6 +180,8 @@ def decode(kind: str, value: Any, fit_round: type[FitRound]) -> Any:
     """Rebuild an attribute of annotated type ``kind`` from its JSON value."""
     if kind == "FloatArray":
         return np.asarray(value, dtype=np.float64)
+    if kind == "FloatArray | None":
+        return None if value is None else np.asarray(value, dtype=np.float64)
     if kind.startswith("NDArray"):
         return np.asarray(value, dtype=np.intp)
     if kind == "Family":

@@ -21,7 +21,7 @@ import numpy as np
 SETTINGS_KEYS: tuple[str, ...] = (
     "m", "blocks", "importance", "recentre", "pilot_m", "shift", "do_pql", "p1", "p2", "p3",
     "zeta", "zeta_per_block", "rmax", "iterlim", "chunk_size", "na_action", "par_init",
-    "rng_entropy", "rng_spawn_key",
+    "rng_entropy", "rng_spawn_key", "sampler",
 )
 
 
@@ -74,6 +74,11 @@ class FitSettings:
         Entropy of the root seed sequence of every random draw.
     rng_spawn_key : tuple of int
         Spawn key of that seed sequence.
+    sampler : {"auto", "importance", "mcmc"}
+        How the random effects are drawn, as asked: importance sampling, Markov chains
+        (the MCMC likelihood, :mod:`pyglmm.chains`), or chains where the largest block
+        holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK` effects
+        (:meth:`uses_chains` gives the effective choice).
 
     Examples
     --------
@@ -104,6 +109,15 @@ class FitSettings:
     par_init: tuple[float, ...] | None
     rng_entropy: int | tuple[int, ...]
     rng_spawn_key: tuple[int, ...]
+    sampler: str = "auto"
+
+    def uses_chains(self, largest_block: int) -> bool:
+        """Whether the rounds draw Markov chains for a largest block of this size."""
+        if self.sampler == "auto":
+            from .chains import MCMC_MIN_BLOCK
+
+            return self.importance == "laplace" and largest_block >= MCMC_MIN_BLOCK
+        return self.sampler == "mcmc"
 
     @property
     def auto_recentre(self) -> bool:
@@ -169,6 +183,8 @@ class FitSettings:
             par_init=None if start is None else tuple(float(x) for x in start),
             rng_entropy=_entropy(values["rng_entropy"]),
             rng_spawn_key=_ints(values["rng_spawn_key"]),
+            # records written before the MCMC likelihood existed used importance sampling
+            sampler=str(values.get("sampler", "importance")),
         )
 
     def glmm_arguments(self) -> dict[str, Any]:
@@ -198,6 +214,7 @@ class FitSettings:
             "par_init": None if self.par_init is None else list(self.par_init),
             "rmax": self.rmax, "iterlim": self.iterlim, "chunk_size": self.chunk_size,
             "na_action": self.na_action, "rng": self.seed_sequence(),
+            "sampler": self.sampler,
         }
 
 
@@ -225,6 +242,11 @@ class SettingsAttributes:
     def importance(self) -> str:
         """The proposal, ``"laplace"`` or ``"glmm"``."""
         return self.settings.importance
+
+    @property
+    def sampler(self) -> str:
+        """How the random effects were to be drawn: ``"auto"``, ``"importance"``, ``"mcmc"``."""
+        return self.settings.sampler
 
     @property
     def recentre(self) -> int | str:

@@ -63,12 +63,13 @@ def check_settings(
     zeta_per_block: bool = False,
     na_action: str = "raise",
     rng: Any = None,
+    sampler: Any = "auto",
 ) -> FitSettings:
     """Validate the Monte Carlo and optimiser settings; return them as a FitSettings.
 
     Parameters
     ----------
-    m, blocks, importance, recentre, pilot_m, zeta, rmax, iterlim, chunk_size, rng
+    m, blocks, importance, recentre, pilot_m, zeta, rmax, iterlim, chunk_size, rng, sampler
         The arguments of :func:`pyglmm.glmm` of the same names (``zeta`` resolved to a
         number); ``rng`` becomes the seed's entropy and spawn key
         (:func:`seed_sequence`).
@@ -109,6 +110,13 @@ def check_settings(
         raise ArgumentError(f"blocks must be 'independent' or 'joint', not {blocks!r}")
     if not isinstance(importance, str) or importance not in ("laplace", "glmm"):
         raise ArgumentError(f"importance must be 'laplace' or 'glmm', not {importance!r}")
+    if not isinstance(sampler, str) or sampler not in ("auto", "importance", "mcmc"):
+        raise ArgumentError(
+            f"sampler must be 'auto', 'importance' or 'mcmc', not {sampler!r}")
+    if sampler == "mcmc" and importance != "laplace":
+        raise ArgumentError(
+            "sampler='mcmc' starts its chains from the Laplace approximation and needs "
+            f"importance='laplace', not {importance!r}")
     if isinstance(recentre, str) and recentre != "auto":
         raise ArgumentError(
             f"recentre must be 'auto' or a non-negative integer, not {recentre!r}"
@@ -147,6 +155,7 @@ def check_settings(
         par_init=None,
         rng_entropy=0,
         rng_spawn_key=(),
+        sampler=sampler,
     )
     return checked.with_seed(seed_sequence(rng))
 

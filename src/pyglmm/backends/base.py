@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..chunks import ChunkMath, ChunkRecord, EffectShift
-from ..importance import ImportanceSampler
+from ..importance import Sampler
 from ..mcla import RoundRecords
 from ..parallel import DEFAULT_CACHE_BYTES, ChunkStore
 from ..problem import Problem
@@ -35,7 +35,7 @@ class RoundWork:
     Attributes
     ----------
     problem : Problem
-    sampler : ImportanceSampler
+    sampler : Sampler
     shift : EffectShift or None
     seeds : tuple of SeedSequence
         One stream per chunk.
@@ -48,7 +48,7 @@ class RoundWork:
     """
 
     problem: Problem
-    sampler: ImportanceSampler
+    sampler: Sampler
     shift: EffectShift | None
     seeds: tuple[np.random.SeedSequence, ...]
     sizes: tuple[int, ...]
