@@ -27,18 +27,18 @@ def load_reference(name: str) -> dict:
 
 
 def round_settings(*, m=400, chunk=150, seed=1, joint=False, importance="laplace",
-                   shift=False, p=(0.4, 0.3, 0.3), zeta=5.0):
+                   shift=False, p=(0.4, 0.3, 0.3), zeta=5.0, sampler="auto"):
     """Fit settings for building small rounds (one t df for every block, no recentring)."""
     return check_settings(
         m=m, blocks="joint" if joint else "independent", importance=importance, recentre=0,
         pilot_m=m, p=p, zeta=zeta, rmax=1000.0, iterlim=100, chunk_size=chunk, shift=shift,
-        rng=seed,
+        rng=seed, sampler=sampler,
     )
 
 
 def make_objective(
     fixed, random, data, family, *, m=400, chunk=150, seed=1, joint=False, equal=None,
-    importance="laplace", theta_centre=None, shift=False,
+    importance="laplace", theta_centre=None, shift=False, sampler="auto",
 ):
     """A small MCLA objective (problem, objective, centre theta) for derivative tests.
 
@@ -53,7 +53,7 @@ def make_objective(
         theta_centre = np.concatenate([np.full(p, 0.2), np.full(t, 0.7)])
     theta_centre = np.asarray(theta_centre, float)
     settings = round_settings(m=m, chunk=chunk, seed=seed, joint=joint,
-                              importance=importance, shift=shift)
+                              importance=importance, shift=shift, sampler=sampler)
     built = build_round(problem, settings, 0, theta_centre, m,
                         centre_effects=np.zeros(problem.n_effects))
     return problem, built.objective, theta_centre

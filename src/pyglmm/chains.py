@@ -53,7 +53,7 @@ MCMC_MIN_BLOCK = 200
 #: Chains run in each chunk (vectorised together; each is one batch of the MCSE).
 DEFAULT_CHAINS = 32
 #: Iterations each chain runs from its Laplace-normal start before its draws are kept.
-DEFAULT_BURN_IN = 20
+DEFAULT_BURN_IN = 10
 #: Draws kept per chain in a chunk (so a chunk holds ``n_chains * DRAWS_PER_CHAIN`` rows).
 DRAWS_PER_CHAIN = 64
 #: Integration time of one trajectory, in the coordinates where ``H`` is the identity.
@@ -93,13 +93,15 @@ def _data_gradient_kernel(
                 if with_loglik:
                     loglik[k, obs_block[i]] += w * (y[i] * eta - mean)
             else:
-                e = exp(-abs(eta))
-                mean = 1.0 / (1.0 + e) if eta >= 0.0 else e / (1.0 + e)
                 n_i = 1.0 if family_code == 0 else trials[i]
                 if with_loglik:
+                    e = exp(-abs(eta))
+                    mean = 1.0 / (1.0 + e) if eta >= 0.0 else e / (1.0 + e)
                     positive = eta if eta > 0.0 else 0.0
                     loglik[k, obs_block[i]] += w * (y[i] * eta
                                                     - n_i * (positive + log1p(e)))
+                else:  # exp(-eta) = inf gives mean 0, as it should
+                    mean = 1.0 / (1.0 + exp(-eta))
                 mean *= n_i
             resid = w * (y[i] - mean)
             for c in range(n_columns):
@@ -222,6 +224,13 @@ class ChainSampler:
         """The same sampler with the level ``log L_b(psi)`` and its variance set."""
         return dataclasses.replace(self, level=np.asarray(level, np.float64),
                                    level_variance=np.asarray(variance, np.float64))
+
+    def laplace_level(self, problem: Problem) -> FloatArray:
+        """The Laplace approximation of ``log L_b(psi)`` (B,): at the mode, with the
+        curvature ``H`` of :attr:`factor` (no family constant)."""
+        d = problem.blocks.block_sizes.astype(np.float64)
+        return (self.log_target(self.mode[None, :], problem)[0]
+                + 0.5 * d * np.log(2.0 * np.pi) - self.factor.half_log_det)
 
     @property
     def mode(self) -> FloatArray:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .diagnostics import BOUNDARY_NU, Check, ImportanceDiagnostics, diagnose
 from .errors import BoundaryWarning, ConvergenceWarning, DataWarning, ImportanceSamplingWarning
+from .mixing import fit_chain_diagnostics
 
 if TYPE_CHECKING:
     from .results import GLMMResults
@@ -66,11 +67,12 @@ def fit_checks(fit: GLMMResults) -> ImportanceDiagnostics:
     ()
     """
     table = fit.tidy()
+    chains = fit_chain_diagnostics(fit)
     sampling = diagnose(
         m=fit.m, block_ess=fit.block_ess, top_log_weights=fit.top_log_weights,
         mcse=table["mcse"].to_numpy(), se=table["se"].to_numpy(),
         parameter_names=fit.param_names, importance=fit.importance, zeta=fit.zeta,
-        block_sizes=fit.block_sizes,
+        block_sizes=fit.block_sizes, chains=chains is not None,
     )
     helps = sampling.larger_m_helps
     checks = _optimiser_checks(fit, helps)
@@ -85,11 +87,14 @@ def fit_checks(fit: GLMMResults) -> ImportanceDiagnostics:
             "intervals do not apply); consider dropping them."
         )))
     checks.extend(sampling.checks)
+    if chains is not None:
+        checks.extend(chains.checks())
     weak = _weakly_identified(fit, table["se"].to_numpy()[fit.beta.size:])
     if weak is not None:
         checks.append(weak)
     return dataclasses.replace(
-        sampling, checks=tuple(checks), messages=tuple(c.text for c in checks))
+        sampling, checks=tuple(checks), messages=tuple(c.text for c in checks),
+        chains=chains)
 
 
 def _optimiser_checks(fit: GLMMResults, helps: bool) -> list[Check]:

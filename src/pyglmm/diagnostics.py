@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -276,6 +277,9 @@ class ImportanceDiagnostics:
     messages: tuple[str, ...]
     checks: tuple[Check, ...] = ()
     larger_m_helps: bool = True
+    #: With Markov chains: their ESS and R-hat per parameter
+    #: (:class:`pyglmm.mixing.ChainDiagnostics`); None for importance sampling.
+    chains: Any = None
 
     @property
     def min_ess(self) -> float:
@@ -312,6 +316,7 @@ def diagnose(
     importance: str = "laplace",
     zeta: float = 5.0,
     block_sizes: ArrayLike | None = None,
+    chains: bool = False,
 ) -> ImportanceDiagnostics:
     """Run the checks of docs/method.md and phrase a warning for each that fails.
 
@@ -334,6 +339,10 @@ def diagnose(
     block_sizes : array_like of int, shape (B,), optional
         Random effects per block: a failing block of at least :data:`LARGE_BLOCK`
         effects gets advice about dimension rather than about the proposal.
+    chains : bool
+        The draws were Markov chains (``sampler="mcmc"``): the weights are likelihood
+        ratios against the final round's centre, and low ESS means the estimate moved
+        far from it, which re-centring cures.
 
     Returns
     -------
@@ -373,9 +382,12 @@ def diagnose(
     def large(block: int) -> bool:
         return sizes is not None and sizes[block] >= LARGE_BLOCK
 
-    helps = not any(large(block) for block in failing)
+    helps = chains or not any(large(block) for block in failing)
 
     def remedy(block: int, more_m: bool) -> str:
+        if chains:
+            return ("The estimate is far from the final round's centre: refit with more "
+                    "re-centring rounds (recentre='auto' or larger).")
         if sizes is None or not large(block):
             mixture = importance == "glmm"
             if more_m:

@@ -175,6 +175,7 @@ def _run_fit(
             problem, settings, r, theta, m_round, mode=mode, mode_factor=mode_factor,
             centre_effects=u_pql if r == 0 else None, backend=backend,
             on_chunk=_chunk_reporter(report, r, final, m_round) if report.active else None,
+            level="bridge" if final else "laplace",
         )
         try:
             result, final_eval, t_opt = _maximise_round(built, settings, report, final, auto,

@@ -210,6 +210,7 @@ def build_round(
     centre_effects: FloatArray | None = None,
     backend: Backend | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    level: str = "bridge",
 ) -> Round:
     """Build one sampling round as :func:`run_fit` does: proposal, sample and MCLA.
 
@@ -237,6 +238,9 @@ def build_round(
         :func:`release_round`.
     on_chunk : callable, optional
         Told of each chunk drawn here (:func:`round_sample`).
+    level : {"bridge", "laplace"}
+        With Markov chains: how the level ``log L(psi)`` is found (:func:`chain_sampler`;
+        the fit's pilot rounds take the Laplace approximation, which costs nothing).
 
     Returns
     -------
@@ -278,7 +282,7 @@ def build_round(
     if chains:
         assert isinstance(sampler, ImportanceSampler)
         sampler = chain_sampler(problem, settings, round_index, sampler, beta_c, nu_c,
-                                m_round)
+                                m_round, level)
         size = settings.chunk_size or sampler.n_chains * DRAWS_PER_CHAIN
     else:
         size = settings.chunk_size or default_chunk_size(problem.design.n_obs)
@@ -295,17 +299,21 @@ def build_round(
 
 def chain_sampler(
     problem: Problem, settings: FitSettings, round_index: int, laplace: ImportanceSampler,
-    beta: FloatArray, psi: FloatArray, m_round: int,
+    beta: FloatArray, psi: FloatArray, m_round: int, level: str = "bridge",
 ) -> ChainSampler:
-    """The Markov chains of a round at ``(beta, psi)``, with their level estimated.
+    """The Markov chains of a round at ``(beta, psi)``, with their level.
 
-    The level ``log L_b(psi)`` (:func:`pyglmm.bridge.bridge_level`) uses
-    ``min(m_round, LEVEL_DRAWS)`` draws from its own stream, spawn key
-    ``(round_index, 0, LEVEL_KEY)`` under the fit's root seed.
+    With ``level="bridge"`` the level ``log L_b(psi)`` is estimated by bridge sampling
+    (:func:`pyglmm.bridge.bridge_level`) from ``min(m_round, LEVEL_DRAWS)`` draws of its
+    own stream, spawn key ``(round_index, 0, LEVEL_KEY)`` under the fit's root seed; with
+    ``"laplace"`` it is the Laplace approximation (no Monte Carlo error is counted).
     """
     sampler = ChainSampler.at(laplace, problem, beta, psi)
+    if level == "laplace":
+        return sampler.with_level(sampler.laplace_level(problem),
+                                  np.zeros(problem.blocks.n_blocks))
     base = settings.seed_sequence()
     seed = np.random.SeedSequence(base.entropy,
                                   spawn_key=(*base.spawn_key, round_index, 0, LEVEL_KEY))
-    level, variance = bridge_level(problem, sampler, seed, min(m_round, LEVEL_DRAWS))
-    return sampler.with_level(level, variance)
+    estimate, variance = bridge_level(problem, sampler, seed, min(m_round, LEVEL_DRAWS))
+    return sampler.with_level(estimate, variance)

@@ -262,8 +262,11 @@ class Summary:
             f"t with max({fit.zeta:g}, block size) degrees of freedom"
             if fit.zeta_per_block else f"zeta = {fit.zeta:g}"
         )
+        drawn = (f"{fit.importance} proposal ({tails})" if fit.n_chains == 0 else
+                 f"MCMC likelihood: {fit.n_chains} Hamiltonian Markov chains at the final "
+                 "round's centre, its level by bridge sampling")
         monte_carlo = (
-            f"Monte Carlo: {sample}; {fit.importance} proposal ({tails}); "
+            f"Monte Carlo: {sample}; {drawn}; "
             f"{rounds} sampling {_plural(rounds, 'round')}, "
             f"the last {'converged' if fit.trust_converged else 'stopped'} after "
             f"{fit.iterations} {_plural(fit.iterations, 'iteration')}."
@@ -288,11 +291,15 @@ class Summary:
         d = self.diagnostics
         ratio = d.max_mcse_se_ratio
         pareto_k = d.max_pareto_k
+        chains = d.chains
+        mixing = "" if chains is None else (
+            f" Chains: smallest effective sample size {chains.min_ess:.0f} of {d.m}, "
+            f"largest R-hat {chains.max_rhat:.3f}.")
         return (
             f"Smallest block ESS {d.min_ess:.0f} ({100 * d.min_ess / d.m:.1f}% of m); "
             f"largest Pareto k {'NA' if np.isnan(pareto_k) else f'{pareto_k:.2f}'}; "
             f"largest MCSE/SE {'NA' if np.isnan(ratio) else f'{ratio:.3f}'}"
-            + (f" ({d.worst_parameter})." if np.isfinite(ratio) else ".")
+            + (f" ({d.worst_parameter})." if np.isfinite(ratio) else ".") + mixing
         )
 
     def __str__(self) -> str:
