@@ -146,7 +146,7 @@ def test_mcmc_likelihood_derivatives_match_finite_differences(shift):
     )
     theta = np.array([0.25, 0.35, 0.45, 0.7])  # away from the centre: weights not uniform
     ev = objective.evaluate(theta)
-    assert ev.n_chains == 2 * 32 and ev.score_iid_covariance is not None
+    assert ev.n_batches == 2 * 32 and ev.score_iid_covariance is not None
 
     def fd(f, x, h=1e-5):
         out = np.empty_like(x)
@@ -185,7 +185,7 @@ def salamander_fits():
 def test_mcmc_and_importance_fits_agree_within_their_mcse(salamander_fits):
     chains, importance, _ = salamander_fits
     assert [r.sampler for r in chains.rounds] == ["mcmc"] * len(chains.rounds)
-    assert chains.n_chains > 0 and importance.n_chains == 0
+    assert chains.n_batches > 0 and importance.n_batches == 0
     combined = np.sqrt(chains.mcse() ** 2 + importance.mcse() ** 2)
     z = (chains.params() - importance.params()) / combined
     assert np.all(np.abs(z) < 4.0), z
@@ -213,7 +213,7 @@ def test_mcmc_fit_is_reproducible_and_the_same_on_two_processes(salamander_fits)
 def test_mcmc_fit_record_round_trips(salamander_fits):
     chains, _, _ = salamander_fits
     back = pg.GLMMResults.from_json(chains.to_json())
-    assert back.n_chains == chains.n_chains and back.sampler == "mcmc"
+    assert back.n_batches == chains.n_batches and back.sampler == "mcmc"
     assert np.array_equal(back.block_value_variance, chains.block_value_variance)
     assert back.loglik_mcse() == chains.loglik_mcse()
     assert back.diagnostics().chains.max_rhat == chains.diagnostics().chains.max_rhat

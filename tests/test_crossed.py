@@ -154,7 +154,7 @@ def test_fit_of_a_large_crossed_block_recovers_the_truth() -> None:
         warnings.simplefilter("error", ImportanceSamplingWarning)
         fit = pg.glmm("y ~ x", ["~ 0 + a", "~ 0 + b"], frame, m=2_000, rng=1)
     assert fit.n_blocks == 1 and fit.block_sizes[0] == 300 >= CROSSED_MIN_SIZE
-    assert {r.sampler for r in fit.rounds} == {"mcmc"} and fit.n_chains > 0
+    assert {r.sampler for r in fit.rounds} == {"mcmc"} and fit.n_batches > 0
     z = (fit.params().to_numpy() - truth) / fit.se().to_numpy()
     assert np.all(np.abs(z) < 3.0), z
     assert np.all(fit.mcse().to_numpy() < 0.2 * fit.se().to_numpy())

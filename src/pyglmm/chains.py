@@ -215,6 +215,11 @@ class ChainSampler:
                    psi=np.asarray(psi, np.float64), curvature=curvature, step=step,
                    n_steps=int(np.ceil(TRAJECTORY / step)), n_chains=int(n_chains))
 
+    @property
+    def n_batches(self) -> int:
+        """Independent batches per chunk for the Monte Carlo errors: the chains."""
+        return self.n_chains
+
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["_cache"] = {}

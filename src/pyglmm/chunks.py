@@ -57,7 +57,7 @@ class ChunkSample:
     log_h: FloatArray  # (m_j, B) log proposal density per block
     proj: FloatArray | None = None  # (m_j, B, S, p) their projections on the shift
     u: FloatArray | None = None  # (m_j, q) the draws, when Z u is gathered in the kernel
-    n_chains: int = 0  # Markov chains whose states fill the rows (row t * n_chains + c)
+    n_batches: int = 0  # independent batches (chains, point sets) in rows t * n_batches + c
 
     @property
     def n_draws(self) -> int:
@@ -162,7 +162,8 @@ def _largest(values: FloatArray, count: int) -> FloatArray:
 def _batch_moments(
     weight: FloatArray, scores: FloatArray, n_chains: int
 ) -> dict[str, Any]:
-    """The batch fields of a :class:`ChunkRecord`: one batch per chain (row % n_chains)."""
+    """The batch fields of a :class:`ChunkRecord`: one batch per chain or randomised point
+    set (row % n_chains)."""
     n_rows, n_blocks = weight.shape
     n_iter = -(-n_rows // n_chains)
     padded = np.zeros((n_iter * n_chains, n_blocks))
@@ -219,7 +220,7 @@ def chunk_from_draws(
         stats=problem.prior.statistics(u),
         log_h=sampler.log_density(u, problem),
         proj=None if shift is None else shift.projections(problem, u),
-        n_chains=int(getattr(sampler, "n_chains", 0)),
+        n_batches=int(getattr(sampler, "n_batches", 0)),
     )
 
 
@@ -358,8 +359,8 @@ class ChunkMath:
         centred = scores - score_sum / weight_sum[:, None]
         score_scatter = _weighted_outer_sum(weight, centred)
         sq_weight = weight * weight
-        batches = ({} if not chunk.n_chains
-                   else _batch_moments(weight, scores, chunk.n_chains))
+        batches = ({} if not chunk.n_batches
+                   else _batch_moments(weight, scores, chunk.n_batches))
         return ChunkRecord(
             n_draws=chunk.n_draws,
             max_log_weight=top,

@@ -63,15 +63,17 @@ class Evaluation:
     score_mc_covariance: FloatArray  # sum_b sum_k v^2 (g - gbar)(g - gbar)^T
     n_draws: int
     top_log_weights: FloatArray  # (B, n_top) largest log importance weights per block
-    #: With Markov chains (else None): ``score_mc_covariance`` is then the covariance
-    #: from the spread between chains (batch means), this the one that treats the draws
+    #: With Markov chains or randomised QMC (else None): ``score_mc_covariance`` is then
+    #: the covariance
+    #: from the spread between batches (chains or point sets), this the one that treats
+    #: the draws
     #: as independent (their ratio is the chains' autocorrelation time) ...
     score_iid_covariance: FloatArray | None = None
     #: ... the variance of each block's value from the spread between chains plus that
     #: of the level (:mod:`pyglmm.bridge`) ...
     block_value_variance: FloatArray | None = None
-    #: ... and the number of chains.
-    n_chains: int = 0
+    #: ... and the number of chains (or randomised point sets, ``sampler="qmc"``).
+    n_batches: int = 0
 
 
 class RoundRecords(Protocol):
@@ -276,7 +278,7 @@ class MCLAObjective:
         if self.level_variance is not None:
             value_var = value_var + self.level_variance
         return {"between": 0.5 * (between + between.T), "block_value_variance": value_var,
-                "n_chains": total.n_batches}
+                "n_batches": total.n_batches}
 
     def __call__(self, theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
         """Value, gradient and Hessian, the signature the optimiser expects."""

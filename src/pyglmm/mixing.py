@@ -133,8 +133,8 @@ def chain_diagnostics(
 
 def fit_chain_diagnostics(fit: GLMMResults) -> ChainDiagnostics | None:
     """The chain diagnostics of a fit, or None if it did not use Markov chains."""
-    if fit.score_iid_covariance is None or not fit.n_chains:
+    if fit.score_iid_covariance is None or fit.rounds[-1].sampler != "mcmc":
         return None
     return chain_diagnostics(fit.loglike_hessian, fit.score_mc_covariance,
-                             fit.score_iid_covariance, fit.n_draws, fit.n_chains,
+                             fit.score_iid_covariance, fit.n_draws, fit.n_batches,
                              fit.param_names)

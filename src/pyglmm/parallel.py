@@ -92,7 +92,7 @@ class ChunkStore:
         m = sum(self.sizes) if owned is None else sum(self.sizes[j] for j in owned)
         # Markov chains: the kernel's gather of Z u from the draws beats storing and
         # reading Z u (VerbAgg: the m x n array's construction alone took 3.8 of 39 s)
-        chains = getattr(sampler, "n_chains", 0) > 0
+        chains = sampler.kind == "mcmc"
         if m * 8 * (problem.y.size + small) <= cache_bytes and not chains:
             self.mode = "chunks"
         elif m * 8 * (problem.n_effects + small) <= cache_bytes:

@@ -56,13 +56,13 @@ RECORD_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pql", ("beta_pql", "nu_pql", "u_pql")),
     ("importance_sampling", ("n_draws", "n_blocks", "block_sizes", "block_ess",
                              "score_mc_covariance", "top_log_weights",
-                             "score_iid_covariance", "block_value_variance", "n_chains")),
+                             "score_iid_covariance", "block_value_variance", "n_batches")),
     ("run", ("rounds", "timings", "m_path", "backend")),
 )
 #: Attributes added after RECORD_VERSION 2 first shipped: a record without them gets
 #: the attribute's default.
 _ADDED_LATER = frozenset({"backend", "score_iid_covariance", "block_value_variance",
-                          "n_chains"})
+                          "n_batches"})
 
 
 def fit_attributes(
@@ -98,7 +98,7 @@ def fit_attributes(
         top_log_weights=evaluation.top_log_weights,
         score_iid_covariance=evaluation.score_iid_covariance,
         block_value_variance=evaluation.block_value_variance,
-        n_chains=evaluation.n_chains,
+        n_batches=evaluation.n_batches,
         fixed_names=design.fixed_names,
         varcomps_names=design.varcomps_names,
         varcomps_equal=design.varcomps_equal,

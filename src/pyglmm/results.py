@@ -153,12 +153,14 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods
     #: Where the Monte Carlo sample was evaluated: "serial", "processes(k)" or
     #: "dask(<scheduler address>)" (the numbers do not depend on it).
     backend: str = "serial"
-    #: With Markov chains (``sampler="mcmc"``): the gradient's Monte Carlo covariance
-    #: treating the draws as independent (``score_mc_covariance`` is the one from the
-    #: spread between chains), each block's value variance, and the number of chains.
+    #: With Markov chains or randomised QMC (``sampler="mcmc"`` or ``"qmc"``): the
+    #: gradient's Monte Carlo covariance treating the draws as independent
+    #: (``score_mc_covariance`` is the one from the spread between the independent
+    #: batches: chains or point sets), each block's value variance, and the number of
+    #: batches.
     score_iid_covariance: FloatArray | None = None
     block_value_variance: FloatArray | None = None
-    n_chains: int = 0
+    n_batches: int = 0
     design: Design | None = field(default=None, repr=False, compare=False)
     #: The final round's importance sample and MCLA (for post-estimation; not saved in
     #: the JSON record).

@@ -262,9 +262,13 @@ class Summary:
             f"t with max({fit.zeta:g}, block size) degrees of freedom"
             if fit.zeta_per_block else f"zeta = {fit.zeta:g}"
         )
-        drawn = (f"{fit.importance} proposal ({tails})" if fit.n_chains == 0 else
-                 f"MCMC likelihood: {fit.n_chains} Hamiltonian Markov chains at the final "
-                 "round's centre, its level by bridge sampling")
+        kind = fit.rounds[-1].sampler
+        drawn = (
+            f"MCMC likelihood: {fit.n_batches} Hamiltonian Markov chains at the final "
+            "round's centre, its level by bridge sampling" if kind == "mcmc" else
+            f"{fit.importance} proposal ({tails}) by randomised quasi-Monte Carlo, "
+            f"{fit.n_batches} scrambled Sobol sets" if kind == "qmc" else
+            f"{fit.importance} proposal ({tails})")
         monte_carlo = (
             f"Monte Carlo: {sample}; {drawn}; "
             f"{rounds} sampling {_plural(rounds, 'round')}, "

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/coverage.py [--n-data 200] [--m 2000] [--seed 20261202]
+    python benchmarks/interval_coverage.py [--n-data 200] [--m 2000] [--seed 20261202]
                                   [--n-jobs 1] [--parts AB] [--csv ROWS.csv]
                                   [--indices 4,10,...]
-    python benchmarks/coverage.py --from-csv ROWS.csv   # the tables of a (partial) run
+    python benchmarks/interval_coverage.py --from-csv ROWS.csv   # the tables of a (partial) run
 
 Part A simulates ``--n-data`` data sets from the salamander design (Bernoulli,
 ``Mate ~ 0 + Cross`` with crossed random effects ``~ 0 + Female`` and ``~ 0 + Male``)
@@ -32,23 +32,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where its name shadows
-# the ``coverage`` package that numba (imported by pyglmm) looks for: drop the folder.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from tables import markdown
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.special import expit  # noqa: E402
-
-import pyglmm as pg  # noqa: E402
-from pyglmm.backends import get_backend  # noqa: E402
+import pyglmm as pg
+from pyglmm.backends import get_backend
 
 #: The MLE of the salamander data (this repository's reference value: the mean of nine
 #: large-sample MCLA fits, MCSE at most 0.002; Booth and Hobert's 1999 MCEM estimate
@@ -170,15 +164,6 @@ def lrt_table(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"reference": label, "rejection rate at 5% (%)": f"{100 * c:.1f}",
                     "binomial SE (%)": f"{100 * se:.1f}", "data sets": n})
     return pd.DataFrame(out)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A DataFrame as a Markdown table (values as printed by ``str``)."""
-    lines = ["| " + " | ".join(str(c) for c in table.columns) + " |",
-             "|" + "---|" * table.shape[1]]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
