@@ -42,6 +42,16 @@ POINTS_PER_SET = 256
 _EDGE = 2.0**-53
 
 
+def qmc_chunk_size(n_obs: int, n_sets: int = DEFAULT_RANDOMISATIONS) -> int:
+    """Rows of a chunk of a ``sampler="qmc"`` round: ``n_sets`` sets of a power of two.
+
+    :data:`POINTS_PER_SET` points per set, fewer (down to 16) where a chunk's ``m_j x n``
+    array would exceed 8 MiB.
+    """
+    room = max(16, 2**20 // max(n_sets * n_obs, 1))
+    return n_sets * min(POINTS_PER_SET, 2 ** int(np.floor(np.log2(room))))
+
+
 @dataclass(frozen=True)
 class QMCSampler:
     """Scrambled Sobol draws of a one-component Laplace t (or normal) proposal.

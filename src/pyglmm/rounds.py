@@ -39,6 +39,7 @@ from .parallel import (
 )
 from .pql import SIGMA_FLOOR
 from .problem import Problem
+from .qmc import QMCSampler, qmc_chunk_size
 from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
@@ -100,7 +101,7 @@ class Round:
     index: int
     m: int
     theta: FloatArray
-    sampler: ImportanceSampler | ChainSampler
+    sampler: Sampler
     shift: EffectShift | None
     sizes: tuple[int, ...]
     store: ChunkStore
@@ -262,9 +263,10 @@ def build_round(
     beta_c = params.beta(theta)
     nu_c = params.floor_variances(params.psi(theta), SIGMA_FLOOR**2)
     centre = np.concatenate([beta_c, nu_c])
-    sampler: ImportanceSampler | ChainSampler
+    sampler: Sampler
     shift: EffectShift | None = None
-    chains = settings.uses_chains(int(problem.blocks.block_sizes.max()))
+    largest = int(problem.blocks.block_sizes.max())
+    chains = settings.uses_chains(largest)
     if settings.importance == "laplace":
         df = (block_degrees_of_freedom(settings.zeta, problem.blocks.block_sizes)
               if settings.zeta_per_block else settings.zeta)
@@ -284,6 +286,11 @@ def build_round(
         sampler = chain_sampler(problem, settings, round_index, sampler, beta_c, nu_c,
                                 m_round, level)
         size = settings.chunk_size or sampler.n_chains * DRAWS_PER_CHAIN
+    elif settings.uses_qmc(largest):
+        assert isinstance(sampler, ImportanceSampler)
+        points = QMCSampler(sampler)
+        size = settings.chunk_size or qmc_chunk_size(problem.design.n_obs, points.n_sets)
+        sampler = points
     else:
         size = settings.chunk_size or default_chunk_size(problem.design.n_obs)
     sizes = chunk_sizes(m_round, size)

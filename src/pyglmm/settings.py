@@ -74,11 +74,12 @@ class FitSettings:
         Entropy of the root seed sequence of every random draw.
     rng_spawn_key : tuple of int
         Spawn key of that seed sequence.
-    sampler : {"auto", "importance", "mcmc"}
-        How the random effects are drawn, as asked: importance sampling, Markov chains
-        (the MCMC likelihood, :mod:`pyglmm.chains`), or chains where the largest block
-        holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK` effects
-        (:meth:`uses_chains` gives the effective choice).
+    sampler : {"auto", "importance", "qmc", "mcmc"}
+        How the random effects are drawn, as asked: importance sampling with independent
+        draws, or with randomised quasi-Monte Carlo points (:mod:`pyglmm.qmc`), Markov
+        chains (the MCMC likelihood, :mod:`pyglmm.chains`), or chains where the largest
+        block holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK` effects
+        (:meth:`uses_chains` and :meth:`uses_qmc` give the effective choice).
 
     Examples
     --------
@@ -110,6 +111,10 @@ class FitSettings:
     rng_entropy: int | tuple[int, ...]
     rng_spawn_key: tuple[int, ...]
     sampler: str = "auto"
+
+    def uses_qmc(self, largest_block: int) -> bool:
+        """Whether the rounds draw randomised quasi-Monte Carlo points (and not chains)."""
+        return self.sampler == "qmc" and not self.uses_chains(largest_block)
 
     def uses_chains(self, largest_block: int) -> bool:
         """Whether the rounds draw Markov chains for a largest block of this size."""

@@ -110,12 +110,12 @@ def check_settings(
         raise ArgumentError(f"blocks must be 'independent' or 'joint', not {blocks!r}")
     if not isinstance(importance, str) or importance not in ("laplace", "glmm"):
         raise ArgumentError(f"importance must be 'laplace' or 'glmm', not {importance!r}")
-    if not isinstance(sampler, str) or sampler not in ("auto", "importance", "mcmc"):
+    if not isinstance(sampler, str) or sampler not in ("auto", "importance", "qmc", "mcmc"):
         raise ArgumentError(
-            f"sampler must be 'auto', 'importance' or 'mcmc', not {sampler!r}")
-    if sampler == "mcmc" and importance != "laplace":
+            f"sampler must be 'auto', 'importance', 'qmc' or 'mcmc', not {sampler!r}")
+    if sampler in ("mcmc", "qmc") and importance != "laplace":
         raise ArgumentError(
-            "sampler='mcmc' starts its chains from the Laplace approximation and needs "
+            f"sampler={sampler!r} draws from the Laplace approximation and needs "
             f"importance='laplace', not {importance!r}")
     if isinstance(recentre, str) and recentre != "auto":
         raise ArgumentError(
