@@ -77,10 +77,18 @@ def test_nobs_counts_binomial_rows():
     assert compare.nobs(fit) == 120
 
 
-def test_loglik_mcse_formula(sal_fits):
-    fit = sal_fits.full
+def test_loglik_mcse_formula(sal_fits, salamander):
+    # independent draws: from each block's ESS (the delta method)
+    fit = _fit(SAL_FIXED, SAL_RANDOM, salamander, m=1000, rng=1, sampler="importance")
     expected = math.sqrt(np.sum(np.maximum(1 / fit.block_ess - 1 / fit.n_draws, 0)))
+    assert fit.block_value_variance is None
     assert compare.loglik_mcse(fit) == pytest.approx(expected)
+    assert 0 < compare.loglik_mcse(fit) < 1
+    # scrambled Sobol sets (the default here): from the spread between the sets
+    fit = sal_fits.full
+    assert fit.rounds[-1].sampler == "qmc" and fit.block_value_variance is not None
+    assert compare.loglik_mcse(fit) == pytest.approx(
+        math.sqrt(np.sum(fit.block_value_variance)))
     assert 0 < compare.loglik_mcse(fit) < 1
 
 

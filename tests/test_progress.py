@@ -48,7 +48,8 @@ FAST_DISPLAY = ("import warnings; warnings.simplefilter('ignore')\n"
 def test_cli_demo_draws_a_live_display_on_a_terminal():
     script = FAST_DISPLAY + (
         "from pyglmm.cli import main\n"
-        "raise SystemExit(main(['demo', '-m', '1200']))\n"
+        "raise SystemExit(main(['demo', '-m', '5000']))\n"  # several chunks
+
     )
     status, terminal, out = run_on_terminal(script)
     assert status == 0

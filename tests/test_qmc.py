@@ -51,6 +51,18 @@ def test_points_follow_the_proposal(booth_problem):
                                laplace.log_density(u[:5], problem))
 
 
+def test_a_chunk_redrawn_from_its_stream_is_the_same(booth_problem):
+    """scipy's Sobol spawns from the seed sequence of a generator it is given; the
+    chunk's own stream must not change, or a redrawn chunk would differ."""
+    from pyglmm.chunks import draw_effects
+
+    laplace, _, _ = laplace_t(booth_problem, np.array([6.0]), np.array([2.0]), 20.0)
+    seed = np.random.SeedSequence(9, spawn_key=(0, 3))
+    first = draw_effects(booth_problem, QMCSampler(laplace), seed, 300)
+    assert seed.n_children_spawned == 0
+    assert np.array_equal(draw_effects(booth_problem, QMCSampler(laplace), seed, 300), first)
+
+
 def test_chunks_hold_whole_sets_of_a_power_of_two():
     assert qmc_chunk_size(150) == 8 * 256
     assert qmc_chunk_size(7_584) == 8 * 16

@@ -36,7 +36,8 @@ def poisson_fit():
     frame, effects = _grouped("poisson", 600, 60, 0.5, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = pg.glmm("y ~ x", ["~ 0 + g"], frame, family="poisson", m=1000, rng=1)
+        fit = pg.glmm("y ~ x", ["~ 0 + g"], frame, family="poisson", m=1000, rng=1,
+                      chunk_size=256)  # several chunks (of 8 scrambled sets of 32)
     return fit, effects
 
 

@@ -156,7 +156,7 @@ def test_summary_warns_on_poor_importance_sampling(salamander_fit: pg.GLMMResult
         fit,
         block_ess=fit.block_ess * 1e-3,
         top_log_weights=heavy[:, -fit.top_log_weights.shape[1] :],
-        score_mc_covariance=fit.score_mc_covariance * 100.0,  # MCSE ten times larger
+        score_mc_covariance=fit.score_mc_covariance * 1e4,  # MCSE a hundred times larger
     )
     summary = poor.summary()
     text = " ".join(str(summary).split())  # undo the line wrapping

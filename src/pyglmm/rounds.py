@@ -39,7 +39,7 @@ from .parallel import (
 )
 from .pql import SIGMA_FLOOR
 from .problem import Problem
-from .qmc import QMCSampler, qmc_chunk_size
+from .qmc import MAX_DIMENSION, QMCSampler, qmc_chunk_size, qmc_dimension
 from .settings import FitSettings
 
 FloatArray = NDArray[np.float64]
@@ -286,7 +286,7 @@ def build_round(
         sampler = chain_sampler(problem, settings, round_index, sampler, beta_c, nu_c,
                                 m_round, level)
         size = settings.chunk_size or sampler.n_chains * DRAWS_PER_CHAIN
-    elif settings.uses_qmc(largest):
+    elif settings.uses_qmc(largest) and _qmc_possible(problem, settings):
         assert isinstance(sampler, ImportanceSampler)
         points = QMCSampler(sampler)
         size = settings.chunk_size or qmc_chunk_size(problem.design.n_obs, points.n_sets)
@@ -302,6 +302,22 @@ def build_round(
         sizes=tuple(sizes), store=store, objective=objective, mode=mode,
         mode_factor=mode_factor,
     )
+
+
+def _qmc_possible(problem: Problem, settings: FitSettings) -> bool:
+    """Whether a Sobol sequence has coordinates enough for one point of the sample.
+
+    Raises ValueError when ``sampler="qmc"`` was asked for and it has not; with
+    ``"auto"`` the draws are then independent.
+    """
+    if qmc_dimension(problem) <= MAX_DIMENSION:
+        return True
+    if settings.sampler == "qmc":
+        raise ValueError(
+            f"sampler='qmc' needs {qmc_dimension(problem)} Sobol coordinates (random "
+            f"effects plus blocks), more than the {MAX_DIMENSION} scipy has; use "
+            "sampler='importance'")
+    return False
 
 
 def chain_sampler(

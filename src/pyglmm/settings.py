@@ -77,9 +77,10 @@ class FitSettings:
     sampler : {"auto", "importance", "qmc", "mcmc"}
         How the random effects are drawn, as asked: importance sampling with independent
         draws, or with randomised quasi-Monte Carlo points (:mod:`pyglmm.qmc`), Markov
-        chains (the MCMC likelihood, :mod:`pyglmm.chains`), or chains where the largest
-        block holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK` effects
-        (:meth:`uses_chains` and :meth:`uses_qmc` give the effective choice).
+        chains (the MCMC likelihood, :mod:`pyglmm.chains`), or (``"auto"``) points where
+        the largest block holds at most :data:`pyglmm.qmc.QMC_MAX_BLOCK` effects, chains
+        where it holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK`, independent draws
+        in between (:meth:`uses_chains` and :meth:`uses_qmc` give the effective choice).
 
     Examples
     --------
@@ -113,8 +114,16 @@ class FitSettings:
     sampler: str = "auto"
 
     def uses_qmc(self, largest_block: int) -> bool:
-        """Whether the rounds draw randomised quasi-Monte Carlo points (and not chains)."""
-        return self.sampler == "qmc" and not self.uses_chains(largest_block)
+        """Whether the rounds draw randomised quasi-Monte Carlo points (and not chains).
+
+        With ``"auto"``: when the largest block holds at most
+        :data:`pyglmm.qmc.QMC_MAX_BLOCK` effects and ``importance="laplace"``.
+        """
+        if self.sampler == "auto":
+            from .qmc import QMC_MAX_BLOCK
+
+            return self.importance == "laplace" and largest_block <= QMC_MAX_BLOCK
+        return self.sampler == "qmc"
 
     def uses_chains(self, largest_block: int) -> bool:
         """Whether the rounds draw Markov chains for a largest block of this size."""

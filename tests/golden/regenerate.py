@@ -78,6 +78,10 @@ _SALAMANDER = {
 #: The golden cases: a name and the keyword arguments of :func:`pyglmm.glmm`.
 CASES: list[dict[str, Any]] = [
     {"name": "salamander_independent", "call": dict(_SALAMANDER)},
+    {"name": "salamander_independent_draws",
+     "call": {**_SALAMANDER, "sampler": "importance"}},
+    {"name": "salamander_markov_chains",
+     "call": {**_SALAMANDER, "m": 512, "sampler": "mcmc"}},
     {"name": "salamander_joint_glmm_recentre0",
      "call": {**_SALAMANDER, "blocks": "joint", "importance": "glmm", "recentre": 0}},
     {"name": "salamander_varcomps_equal", "call": {**_SALAMANDER, "varcomps_equal": [1, 1]}},
