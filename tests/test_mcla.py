@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import make_objective
+from helpers import fd_gradient, make_objective
 
 import pyglmm as pg
 from pyglmm.simulate import simulate_glmm
@@ -37,13 +37,7 @@ def _relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.max(np.abs(approx - exact)) / max(np.max(np.abs(exact)), 1e-8))
 
 
-def _fd_gradient(f, theta, h=1e-5):
-    grad = np.empty_like(theta)
-    for j in range(theta.size):
-        step = np.zeros_like(theta)
-        step[j] = h * max(1.0, abs(theta[j]))
-        grad[j] = (f(theta + step) - f(theta - step)) / (2 * step[j])
-    return grad
+_fd_gradient = fd_gradient
 
 
 @pytest.mark.parametrize("family", sorted(CASES))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import make_objective
+from helpers import assert_derivatives_match, make_objective
 from scipy import stats
 
 import pyglmm as pg
@@ -76,23 +76,8 @@ def test_qmc_likelihood_derivatives_match_finite_differences():
                                      m=256, chunk=128, sampler="qmc", shift=True,
                                      theta_centre=np.array([0.5, 0.4, 0.4, 0.3]))
     theta = np.array([0.45, 0.5, 0.5, 0.25])
-    ev = objective.evaluate(theta)
+    ev = assert_derivatives_match(objective, theta)
     assert ev.n_batches == 2 * 8
-
-    def fd(f, x, h=1e-5):
-        out = np.empty_like(x)
-        for j in range(x.size):
-            step = np.zeros_like(x)
-            step[j] = h * max(1.0, abs(x[j]))
-            out[j] = (f(x + step) - f(x - step)) / (2 * step[j])
-        return out
-
-    grad = fd(lambda t: objective.evaluate(t).value, theta)
-    assert np.max(np.abs(ev.gradient - grad)) < 1e-5 * np.max(np.abs(grad))
-    hess = np.column_stack([fd(lambda t, j=j: objective.evaluate(t).gradient[j], theta)
-                            for j in range(theta.size)])
-    hess = 0.5 * (hess + hess.T)
-    assert np.max(np.abs(ev.hessian - hess)) < 1e-5 * np.max(np.abs(hess))
 
 
 def _seed_study(data, sampler, seeds, fixed, random, m=1000):
