@@ -71,6 +71,17 @@ def test_fit_writes_the_record_of_the_in_process_fit(saved_fit):
     assert str(saved.summary()) in done.stdout
 
 
+def test_fit_takes_the_sampler(tmp_path, salamander):
+    salamander.to_csv(tmp_path / "salamander.csv", index=False)
+    done = run_cli("fit", tmp_path / "salamander.csv", *SALAMANDER_ARGS, "--sampler",
+                   "importance", "--json", tmp_path / "fit.json")
+    assert done.returncode == 0, done.stderr
+    saved = pg.GLMMResults.from_json((tmp_path / "fit.json").read_text())
+    assert saved.sampler == "importance" and saved.rounds[-1].sampler == "laplace"
+    bad = run_cli("fit", tmp_path / "salamander.csv", *SALAMANDER_ARGS, "--sampler", "gibbs")
+    assert bad.returncode == 2 and "--sampler" in bad.stderr
+
+
 def test_summary_prints_the_saved_fit(saved_fit):
     folder, fitted = saved_fit
     done = run_cli("summary", folder / "fit.json", "--level", "0.9")

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("-m", "--m", type=_m_value, default=10_000, metavar="M",
                      help="Monte Carlo sample size, or 'auto' (default 10000)")
     fit.add_argument("--seed", type=int, default=None, help="random seed (reproducible fit)")
+    fit.add_argument("--sampler", default="auto", choices=["auto", "importance", "qmc", "mcmc"],
+                     help="how the random effects are drawn: auto (default: randomised QMC "
+                     "for small blocks, Markov chains for blocks of 200+ effects), "
+                     "importance, qmc or mcmc")
     fit.add_argument("--varcomps-names", nargs="+", metavar="NAME",
                      help="names of the variance components")
     fit.add_argument("--weights", metavar="COL", help="column of prior weights")

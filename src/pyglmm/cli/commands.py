@@ -88,6 +88,7 @@ def fit_arguments(args: argparse.Namespace, data: pd.DataFrame) -> dict[str, Any
         family=args.family,
         m=args.m,
         rng=args.seed,
+        sampler=args.sampler,
         varcomps_names=args.varcomps_names,
         weights=_column(data, args.weights, "--weights"),
         offset=_column(data, args.offset, "--offset"),
