@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import optimize, stats
 
@@ -34,6 +35,13 @@ def test_profile_intervals_are_where_the_deviance_crosses_the_cut(fit):
     # Booth-Hobert's likelihood is skewed in x1: the profile interval is not Wald's
     wald = fit.confint()
     assert ci.loc["x1", "0.025"] > wald.loc["x1", "0.025"]
+
+
+def test_profile_intervals_on_two_processes_are_the_serial_ones(slope_fit):
+    """Each end on its own worker, the sample drawn again there: the same table."""
+    serial = slope_fit.confint(method="profile")
+    two = slope_fit.confint(method="profile", n_jobs=2)
+    pd.testing.assert_frame_equal(two, serial, check_exact=True)
 
 
 def test_profile_curve(fit):

@@ -347,7 +347,7 @@ def profile(fit: Any, param: str | int, n: int = 21, width: float = 4.0) -> pd.D
     return table
 
 
-def _end_point(
+def end_point(
     fit: Any, target: Target, estimate: float, se: float, direction: float, cut: float
 ) -> tuple[float, float]:
     """One end of the profile interval and its MCSE (see the module doc).
@@ -416,7 +416,8 @@ def _end_point(
 
 
 def profile_intervals(
-    fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None
+    fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None,
+    n_jobs: int | None = None, client: Any = None,
 ) -> pd.DataFrame:
     """Profile-likelihood intervals with the Monte Carlo SE of each end point.
 
@@ -429,23 +430,40 @@ def profile_intervals(
     it goes to 0 gets lower end 0 (MCSE 0); a correlation whose profile stays below it
     up to -1 or 1 gets that end (MCSE 0); a correlation of a term with a variance at 0
     gets NaN.
+
+    With ``n_jobs`` or ``client`` (:func:`pyglmm.backends.get_backend`) the ends are
+    computed on that backend, one task each; every task draws the fit's final sample
+    again from its seed streams, so the table is the same as the serial one.
     """
     cut = float(stats.chi2.ppf(level, 1))
-    rows = []
-    for target in targets(fit, params):
+    chosen = targets(fit, params)
+    known: dict[tuple[int, int], tuple[float, float]] = {}
+    jobs: list[tuple[Target, float, float, float]] = []
+    keys: list[tuple[int, int]] = []
+    for t, target in enumerate(chosen):
         estimate, se = _scale(fit, target)
-        ends, errors = [], []
-        for direction in (-1.0, 1.0):
+        for d, direction in enumerate((-1.0, 1.0)):
             if not np.isfinite(estimate):
-                end, error = math.nan, math.nan
+                known[t, d] = (math.nan, math.nan)
             elif (direction < 0 and target.kind == "variance"
                   and estimate < BOUNDARY_NU):
-                end, error = 0.0, 0.0  # the estimate is on the boundary: so is the end
+                known[t, d] = (0.0, 0.0)  # the estimate is on the boundary: so is the end
             else:
-                end, error = _end_point(fit, target, estimate, se, direction, cut)
-            ends.append(end)
-            errors.append(error)
-        rows.append((target.name, *ends, *errors))
+                jobs.append((target, estimate, se, direction))
+                keys.append((t, d))
+    if n_jobs is None and client is None:
+        found = [end_point(fit, target, estimate, se, direction, cut)
+                 for target, estimate, se, direction in jobs]
+    else:
+        from .backends import get_backend
+        from .profile_tasks import end_task, end_tasks
+
+        found = get_backend(n_jobs, client).map(end_task, end_tasks(fit, jobs, cut))
+    known.update(zip(keys, found, strict=True))
+    rows = []
+    for t, target in enumerate(chosen):
+        (low, low_error), (high, high_error) = known[t, 0], known[t, 1]
+        rows.append((target.name, low, high, low_error, high_error))
     alpha = 1.0 - level
     columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
     table = pd.DataFrame(rows, columns=["term", *columns, "mcse_lower", "mcse_upper"])

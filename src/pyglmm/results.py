@@ -410,6 +410,8 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods
         level: float = 0.95,
         parm: str | int | Sequence[str | int] | None = None,
         method: str = "wald",
+        n_jobs: int | None = None,
+        client: Any = None,
     ) -> pd.DataFrame:
         """Wald confidence intervals, as R glmm's ``confint`` (docs/method.md).
 
@@ -435,6 +437,9 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods
             for each correlation of an unstructured term, named as in
             :meth:`varcorr` (``"cor (Intercept),x|g"``; ``parm`` may name them), its
             ends within [-1, 1].
+        n_jobs, client : optional
+            With ``method="profile"``: compute the interval ends on local processes or
+            a dask cluster, as :func:`pyglmm.glmm` takes them (same numbers).
 
         Returns
         -------
@@ -453,7 +458,7 @@ class GLMMResults(SettingsAttributes, RecordMethods, PostEstimation, PlotMethods
         if method == "profile":
             from .profiles import profile_intervals
 
-            return profile_intervals(self, float(level), parm)
+            return profile_intervals(self, float(level), parm, n_jobs, client)
         positions = parameter_positions(self.param_names, parm)
         table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)
