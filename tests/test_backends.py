@@ -92,6 +92,18 @@ def test_poisson_is_identical_on_every_backend(poisson_data, client, options):
     assert_identical(serial, pg.glmm(**call, client=client))
 
 
+@pytest.mark.parametrize("sampler", ["qmc", "mcmc"])
+def test_every_sampler_is_identical_on_every_backend(poisson_data, client, sampler):
+    """Scrambled Sobol sets and Markov chains are drawn on the workers from the chunks'
+    streams too (the chains' level and pilots are computed in the main process)."""
+    call = dict(fixed="y ~ x", random=["~ 0 + a", "~ 0 + b"], data=poisson_data,
+                family="poisson", m=1_024, rng=3, sampler=sampler, chunk_size=512)
+    serial = pg.glmm(**call)
+    assert serial.rounds[-1].sampler == sampler and serial.n_batches > 0
+    assert_identical(serial, pg.glmm(**call, n_jobs=2))
+    assert_identical(serial, pg.glmm(**call, client=client))
+
+
 def test_binomial_slopes_and_weights_are_identical(client):
     rng = np.random.default_rng(3)
     import pandas as pd
