@@ -14,6 +14,8 @@ prints markdown tables of:
   Laplace fit (pyglmm's own, the approximation lme4's ``glmer`` maximises): distance of
   each estimate from the truth in SEs, and the mean absolute error of the variance
   components;
+* ``sparse``: the same with 3 responses per level of ``a`` only (n = 1,200), each in
+  another level of ``b``: few binary responses per effect, where Laplace is biased;
 * ``scaling``: n = 10^5 Bernoulli with two crossed factors of 2,500 levels (one block of
   5,000 effects) at ``--seeds`` seeds (default 5): time, MCSE/SE and spread/MCSE.
 """
@@ -147,10 +149,16 @@ def run_verbagg(n_seeds: int, m: int, first: int = 1) -> None:
     print(f"\nlme4: {glmer_verbagg()}")
 
 
-def crossed_frame(rng: np.random.Generator, truth: dict[str, Any]) -> pd.DataFrame:
-    """400 x 50 crossed levels, 3 Bernoulli responses per cell, at ``truth``."""
-    a, b = np.meshgrid(np.arange(400), np.arange(50), indexing="ij")
-    a, b = np.repeat(a.ravel(), 3), np.repeat(b.ravel(), 3)
+def crossed_frame(rng: np.random.Generator, truth: dict[str, Any],
+                  sparse: bool = False) -> pd.DataFrame:
+    """400 x 50 crossed levels at ``truth``: 3 Bernoulli responses per cell, or with
+    ``sparse`` 3 per level of ``a``, each in another (random) level of ``b``."""
+    if sparse:
+        a = np.repeat(np.arange(400), 3)
+        b = np.concatenate([rng.choice(50, 3, replace=False) for _ in range(400)])
+    else:
+        a, b = np.meshgrid(np.arange(400), np.arange(50), indexing="ij")
+        a, b = np.repeat(a.ravel(), 3), np.repeat(b.ravel(), 3)
     x = rng.uniform(-1, 1, a.size)
     u_a = rng.normal(0, np.sqrt(truth["a"]), 400)
     u_b = rng.normal(0, np.sqrt(truth["b"]), 50)
@@ -159,12 +167,12 @@ def crossed_frame(rng: np.random.Generator, truth: dict[str, Any]) -> pd.DataFra
     return pd.DataFrame({"y": y, "x": x, "a": a.astype(str), "b": b.astype(str)})
 
 
-def run_crossed(n_sets: int, m: int) -> None:
+def run_crossed(n_sets: int, m: int, sparse: bool = False) -> None:
     truth = {"beta": (-0.5, 0.5), "a": 1.0, "b": 0.5}
     true = np.array([*truth["beta"], truth["a"], truth["b"]])
     rows = []
     for k in range(n_sets):
-        data = crossed_frame(np.random.default_rng(1000 + k), truth)
+        data = crossed_frame(np.random.default_rng(1000 + k), truth, sparse)
         fit, seconds, caught = timed_fit("y ~ x", ["~ 0 + a", "~ 0 + b"], data, m=m,
                                          rng=k + 1)
         problem = Problem.build(fit.design, fit.family)
@@ -181,7 +189,8 @@ def run_crossed(n_sets: int, m: int) -> None:
         })
         print(f"  set {k}: {seconds:.1f} s", file=sys.stderr)
     table = pd.DataFrame(rows)
-    print(f"\n### Crossed Bernoulli 400 x 50, 3 per cell, m = {m:,}, truth a = 1, b = 0.5\n")
+    layout = "3 per level of a" if sparse else "3 per cell"
+    print(f"\n### Crossed Bernoulli 400 x 50, {layout}, m = {m:,}, truth a = 1, b = 0.5\n")
     print(markdown(table))
     for name, value in (("a", truth["a"]), ("b", truth["b"])):
         mc = np.abs(table[f"{name}: mcmc"] - value)
@@ -226,6 +235,8 @@ def main() -> None:
         run_verbagg(args.seeds or (2 if args.quick else 10), m, args.first_seed)
     if "crossed" in cases:
         run_crossed(args.seeds or (2 if args.quick else 20), min(m, 2_000))
+    if "sparse" in cases:
+        run_crossed(args.seeds or (2 if args.quick else 20), min(m, 2_000), sparse=True)
     if "scaling" in cases:
         run_scaling(args.seeds or (1 if args.quick else 5), m)
 
