@@ -164,3 +164,21 @@ def test_correlation_end_at_the_bound():
     estimate = fit.varcorr().iloc[2]["sdcor"]  # 0.66
     assert -1.0 < ci.loc[CORRELATION, "0.025"] < estimate < 0.9
     assert ci.loc[CORRELATION, "0.975"] == 1.0 and ci.loc[CORRELATION, "mcse_upper"] == 0.0
+
+
+def test_ends_where_the_sample_is_degenerate_are_flagged():
+    """A block of 450 crossed effects with 3 binary responses per level of ``a``: the
+    chains' likelihood ratios degenerate within the variances' profile intervals."""
+    from pyglmm.errors import ImportanceSamplingWarning
+
+    rng = np.random.default_rng(1006)
+    a = np.repeat(np.arange(400), 3)
+    b = np.concatenate([rng.choice(50, 3, replace=False) for _ in range(400)])
+    x = rng.uniform(-1, 1, a.size)
+    eta = -0.5 + 0.5 * x + rng.normal(0, 1.0, 400)[a] + rng.normal(0, 0.7, 50)[b]
+    data = pd.DataFrame({"y": (rng.random(a.size) < 1 / (1 + np.exp(-eta))).astype(int),
+                         "x": x, "a": a.astype(str), "b": b.astype(str)})
+    fit = pg.glmm("y ~ x", ["~ 0 + a", "~ 0 + b"], data, m=1_000, rng=7)
+    assert fit.rounds[-1].sampler == "mcmc"
+    with pytest.warns(ImportanceSamplingWarning, match="degenerate at profile ends a lower"):
+        fit.confint(method="profile", parm=["x", "a"])

@@ -33,6 +33,7 @@ the MCSE of ``D(v*)`` (times 2), and the end point's MCSE is that over ``|D'(v*)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from .diagnostics import BOUNDARY_NU
-from .errors import ArgumentError
+from .errors import ArgumentError, ImportanceSamplingWarning
 from .intervals import parameter_positions
 from .optimize import trust_maximize
 from .ranef import require_sample
@@ -159,6 +160,12 @@ class Target:
             return float(gradient[self.j])
         a, b = self.pair
         return float(gradient[self.j] * math.sqrt(theta[a] * theta[b]))
+
+
+#: A profile end where the smallest block ESS of the fit's sample is below this fraction
+#: of m gets a warning: the fit's own optimiser treats such points as uninformative
+#: (``pyglmm.fitting.AUTO_ESS_GATE``).
+PROFILE_ESS_FRACTION = 0.02
 
 
 def correlation_targets(fit: Any) -> list[Target]:
@@ -349,8 +356,10 @@ def profile(fit: Any, param: str | int, n: int = 21, width: float = 4.0) -> pd.D
 
 def end_point(
     fit: Any, target: Target, estimate: float, se: float, direction: float, cut: float
-) -> tuple[float, float]:
-    """One end of the profile interval and its MCSE (see the module doc).
+) -> tuple[float, float, float]:
+    """One end of the profile interval, its MCSE, and the smallest block ESS of the
+    fit's sample at the end's maximising ``theta`` (NaN where there is none; see the
+    module doc).
 
     Newton steps on ``sqrt(D(v))`` from the Wald end, kept inside the bracket once a
     point beyond the cut-off is known, and expanding outwards until then; at the
@@ -385,7 +394,7 @@ def end_point(
         else:
             inside = v
             if v == limit:
-                return (0.0 if target.kind == "variance" else bound), 0.0
+                return (0.0 if target.kind == "variance" else bound), 0.0, math.nan
         step = math.nan
         if finite and pt.deviance > 0 and pt.slope * direction > 0:
             # Newton on sqrt(D): d sqrt(D) / dv = D' / (2 sqrt(D))
@@ -398,7 +407,7 @@ def end_point(
             if (candidate - limit) * direction >= 0:
                 candidate = limit
             if not math.isfinite(candidate):
-                return math.nan, math.nan
+                return math.nan, math.nan, math.nan
         else:
             lo_v, hi_v = sorted((inside, outside))
             if not (math.isfinite(candidate) and lo_v < candidate < hi_v):
@@ -408,11 +417,12 @@ def end_point(
                 break
         v = float(candidate)
     if best is None:
-        return math.nan, math.nan
+        return math.nan, math.nan, math.nan
+    ess = float(profiler.objective.evaluate(best.theta).block_ess.min())
     slope = best.slope
     if not (math.isfinite(slope) and abs(slope) > 0):
-        return best.value, math.nan
-    return best.value, profiler.mcse_of_deviance(best.theta) / abs(slope)
+        return best.value, math.nan, ess
+    return best.value, profiler.mcse_of_deviance(best.theta) / abs(slope), ess
 
 
 def profile_intervals(
@@ -437,17 +447,17 @@ def profile_intervals(
     """
     cut = float(stats.chi2.ppf(level, 1))
     chosen = targets(fit, params)
-    known: dict[tuple[int, int], tuple[float, float]] = {}
+    known: dict[tuple[int, int], tuple[float, float, float]] = {}
     jobs: list[tuple[Target, float, float, float]] = []
     keys: list[tuple[int, int]] = []
     for t, target in enumerate(chosen):
         estimate, se = _scale(fit, target)
         for d, direction in enumerate((-1.0, 1.0)):
             if not np.isfinite(estimate):
-                known[t, d] = (math.nan, math.nan)
+                known[t, d] = (math.nan, math.nan, math.nan)
             elif (direction < 0 and target.kind == "variance"
                   and estimate < BOUNDARY_NU):
-                known[t, d] = (0.0, 0.0)  # the estimate is on the boundary: so is the end
+                known[t, d] = (0.0, 0.0, math.nan)  # on the boundary: so is the end
             else:
                 jobs.append((target, estimate, se, direction))
                 keys.append((t, d))
@@ -460,10 +470,21 @@ def profile_intervals(
 
         found = get_backend(n_jobs, client).map(end_task, end_tasks(fit, jobs, cut))
     known.update(zip(keys, found, strict=True))
-    rows = []
+    rows, thin = [], []
+    floor = PROFILE_ESS_FRACTION * float(require_sample(fit).n_draws)
     for t, target in enumerate(chosen):
-        (low, low_error), (high, high_error) = known[t, 0], known[t, 1]
+        (low, low_error, low_ess), (high, high_error, high_ess) = known[t, 0], known[t, 1]
         rows.append((target.name, low, high, low_error, high_error))
+        thin += [f"{target.name} {side} ({ess:.0f})" for side, ess
+                 in (("lower", low_ess), ("upper", high_ess)) if ess < floor]
+    if thin:
+        warnings.warn(
+            f"the fit's own sample is degenerate at profile ends {', '.join(thin)}: the "
+            f"smallest block ESS there is below {100 * PROFILE_ESS_FRACTION:g}% of m, so "
+            "those ends (and their MCSEs) are unreliable, usually too close to the "
+            "estimate. In large blocks (Markov chains) the draws inform the likelihood only "
+            "near the estimate, whatever m; use Wald or log-scale intervals for those "
+            "parameters.", ImportanceSamplingWarning, stacklevel=3)
     alpha = 1.0 - level
     columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
     table = pd.DataFrame(rows, columns=["term", *columns, "mcse_lower", "mcse_upper"])
