@@ -1,4 +1,5 @@
-"""Profile likelihood and profile intervals on the fit's own sample."""
+"""Profile likelihood and profile intervals on the fit's own sample (``recentre=0``;
+the re-centred ends are tested in test_profile_ends.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def fit():
 
 
 def test_profile_intervals_are_where_the_deviance_crosses_the_cut(fit):
-    ci = fit.confint(method="profile")
+    ci = fit.confint(method="profile", recentre=0)  # on the fit's own sample
     cut = stats.chi2.ppf(0.95, 1)
     theta = np.concatenate([fit.beta, fit.nu])
     for j, name in enumerate(fit.param_names):
@@ -115,7 +116,7 @@ def test_correlation_is_named_as_varcorr_names_it(slope_fit):
 
 
 def test_correlation_profile_interval(slope_fit):
-    ci = slope_fit.confint(method="profile", parm=[CORRELATION])
+    ci = slope_fit.confint(method="profile", parm=[CORRELATION], recentre=0)
     assert ci.index.tolist() == [CORRELATION]
     lower, upper = ci.loc[CORRELATION, "0.025"], ci.loc[CORRELATION, "0.975"]
     estimate = slope_fit.varcorr().iloc[2]["sdcor"]
@@ -142,6 +143,20 @@ def test_correlation_profile_interval(slope_fit):
     # end points' Monte Carlo SEs: positive, small against the width
     errors = ci.loc[CORRELATION, ["mcse_lower", "mcse_upper"]].to_numpy()
     assert np.all(errors > 0) and np.all(errors < 0.1 * (upper - lower))
+
+
+def test_recentred_correlation_interval(slope_fit):
+    """Re-centred ends of a correlation: inside (-1, 1), each solving D = cut on its own
+    fresh sample, and within Monte Carlo error (plus the own sample's bias, which is
+    small here: Poisson, 30 groups) of the ends on the fit's own sample."""
+    own = slope_fit.confint(method="profile", parm=[CORRELATION], recentre=0)
+    ci = slope_fit.confint(method="profile", parm=[CORRELATION])
+    lower, upper = ci.loc[CORRELATION, "0.025"], ci.loc[CORRELATION, "0.975"]
+    assert -1.0 < lower < slope_fit.varcorr().iloc[2]["sdcor"] < upper < 1.0
+    for column, mcse in (("0.025", "mcse_lower"), ("0.975", "mcse_upper")):
+        assert 0 < ci.loc[CORRELATION, mcse] < 0.05
+        gap = abs(ci.loc[CORRELATION, column] - own.loc[CORRELATION, column])
+        assert gap < 0.05 * (upper - lower)
 
 
 def test_correlation_profile_curve_and_names(slope_fit):
@@ -181,4 +196,8 @@ def test_ends_where_the_sample_is_degenerate_are_flagged():
     fit = pg.glmm("y ~ x", ["~ 0 + a", "~ 0 + b"], data, m=1_000, rng=7)
     assert fit.rounds[-1].sampler == "mcmc"
     with pytest.warns(ImportanceSamplingWarning, match="degenerate at profile ends a lower"):
-        fit.confint(method="profile", parm=["x", "a"])
+        default = fit.confint(method="profile", parm=["x", "a"])
+    # a chain fit's ends are not re-centred by default (pyglmm.profile_ends explains why)
+    with pytest.warns(ImportanceSamplingWarning):
+        own = fit.confint(method="profile", parm=["x", "a"], recentre=0)
+    pd.testing.assert_frame_equal(default, own, check_exact=True)

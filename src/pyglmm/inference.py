@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from .errors import ArgumentError
 from .hypotheses import WaldTest, wald_test
 from .intervals import interval_alpha, parameter_positions, wald_intervals
 
@@ -25,6 +26,7 @@ class IntervalMethods:
 
     beta: FloatArray
     nu: FloatArray
+    rounds: tuple[Any, ...]
 
     @property
     def param_names(self) -> tuple[str, ...]:  # pragma: no cover - GLMMResults' own
@@ -44,6 +46,7 @@ class IntervalMethods:
         method: str = "wald",
         n_jobs: int | None = None,
         client: Any = None,
+        recentre: int | None = None,
     ) -> pd.DataFrame:
         """Wald confidence intervals, as R glmm's ``confint`` (docs/method.md).
 
@@ -72,6 +75,15 @@ class IntervalMethods:
         n_jobs, client : optional
             With ``method="profile"``: compute the interval ends on local processes or
             a dask cluster, as :func:`pyglmm.glmm` takes them (same numbers).
+        recentre : int, optional
+            With ``method="profile"``: at most this many fresh samples per end, each
+            centred at the previous end (default
+            :data:`pyglmm.profile_ends.RECENTRE_ROUNDS`; 0 solves on the fit's own
+            sample alone). The fit's sample is centred at the estimate, so at the ends
+            it is biased towards too short intervals; re-centring removes that. A fit
+            with Markov chains (``sampler="mcmc"``) defaults to 0: there a fresh chain
+            sample informs the likelihood only at its own centre, so the re-centred
+            ends wander, and the warning about degenerate ends applies either way.
 
         Returns
         -------
@@ -87,10 +99,17 @@ class IntervalMethods:
         ['0.05', '0.95']
         """
         alpha = interval_alpha(level, method)
+        if recentre is not None and method != "profile":
+            raise ArgumentError(f"recentre applies to method='profile', not {method!r}")
         if method == "profile":
-            from .profiles import profile_intervals
+            from .profile_ends import RECENTRE_ROUNDS, profile_intervals
 
-            return profile_intervals(self, float(level), parm, n_jobs, client)
+            chains = bool(self.rounds) and self.rounds[-1].sampler == "mcmc"
+            rounds = ((0 if chains else RECENTRE_ROUNDS) if recentre is None
+                      else int(recentre))
+            if rounds < 0:
+                raise ArgumentError(f"recentre must be 0 or more, not {recentre}")
+            return profile_intervals(self, float(level), parm, n_jobs, client, rounds)
         positions = parameter_positions(self.param_names, parm)
         table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)

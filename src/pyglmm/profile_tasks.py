@@ -1,4 +1,4 @@
-"""Profile-interval ends as tasks for a backend (:func:`pyglmm.profiles.profile_intervals`).
+"""Profile-interval ends as tasks for a backend (:func:`pyglmm.profile_ends.profile_intervals`).
 
 A task holds what rebuilds the fit's final sample on a worker (the problem, the
 sampler, the chunks' seed streams and sizes, the shift) and the end's arguments; the
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import profiles
+from . import profile_ends
 from .mcla import MCLAObjective
 from .parallel import ChunkStore
 from .profiles import Target
@@ -38,6 +38,7 @@ class EndTask:
     seeds: tuple[Any, ...]
     sizes: tuple[int, ...]
     shift: Any
+    settings: Any
     level_variance: Any
     beta: FloatArray
     nu: FloatArray
@@ -46,6 +47,7 @@ class EndTask:
     se: float
     direction: float
     cut: float
+    recentre: int
 
 
 def end_task(task: EndTask) -> tuple[float, float, float]:
@@ -53,16 +55,18 @@ def end_task(task: EndTask) -> tuple[float, float, float]:
     store = ChunkStore(task.problem, task.sampler, task.seeds, task.sizes, shift=task.shift)
     sample = MCLAObjective(task.problem, store, task.sizes, shift=task.shift,
                            level_variance=task.level_variance)
-    fit = SimpleNamespace(beta=task.beta, nu=task.nu, sample=sample)
-    return profiles.end_point(fit, task.target, task.estimate, task.se, task.direction, task.cut)
+    fit = SimpleNamespace(beta=task.beta, nu=task.nu, sample=sample, settings=task.settings)
+    return profile_ends.end_point(fit, task.target, task.estimate, task.se, task.direction,
+                                  task.cut, task.recentre)
 
 
 def end_tasks(fit: Any, jobs: list[tuple[Target, float, float, float]],
-               cut: float) -> list[EndTask]:
+              cut: float, recentre: int) -> list[EndTask]:
     """The :class:`EndTask` of every (target, estimate, se, direction) of ``jobs``."""
     sample = require_sample(fit)
     store = getattr(sample.chunk_source, "store", sample.chunk_source)
     return [EndTask(sample.problem, store.sampler, tuple(store.seeds), tuple(store.sizes),
-                     sample.shift, sample.level_variance, np.asarray(fit.beta),
-                     np.asarray(fit.nu), target, estimate, se, direction, cut)
+                    sample.shift, fit.settings, sample.level_variance,
+                    np.asarray(fit.beta), np.asarray(fit.nu), target, estimate, se,
+                    direction, cut, recentre)
             for target, estimate, se, direction in jobs]

@@ -23,6 +23,9 @@ correlation's end is -1 or 1 when ``D`` stays below it up to there. Far from the
 estimate the sample carries little information (the importance weights degenerate),
 so the profile is reliable near the interval, not in the tails of a wide grid.
 
+The interval ends are found in :mod:`pyglmm.profile_ends`, by default on fresh samples
+re-centred at each end; the rest of this note is about the fit's own sample.
+
 Monte Carlo error of an end point ``v*``: both likelihood values come from the same
 sample, so per block the variance of ``log mean w(theta_hat) - log mean w(theta*)`` is
 estimated by ``Var(a_k - b_k) / m`` with ``a_k``, ``b_k`` the draws' weights at the two
@@ -33,18 +36,14 @@ the MCSE of ``D(v*)`` (times 2), and the end point's MCSE is that over ``|D'(v*)
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
-from .diagnostics import BOUNDARY_NU
-from .errors import ArgumentError, ImportanceSamplingWarning
+from .errors import ArgumentError
 from .intervals import parameter_positions
 from .optimize import trust_maximize
 from .ranef import require_sample
@@ -232,15 +231,21 @@ def targets(fit: Any, parm: Any = None) -> list[Target]:
 class _Profiler:
     """Maximise the fit's MCLA with one target held at a value (warm-started)."""
 
-    def __init__(self, fit: Any, target: Target | int) -> None:
+    def __init__(
+        self, fit: Any, target: Target | int, objective: Any = None,
+        value_hat: float | None = None, start: FloatArray | None = None,
+    ) -> None:
         self.fit = fit
-        self.objective = require_sample(fit)
+        self.objective = require_sample(fit) if objective is None else objective
         self.target = target if isinstance(target, Target) else parameter_target(fit, target)
         self.theta_hat = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
-        self.value_hat = float(self.objective.evaluate(self.theta_hat).value)
+        # D(v) = 2 (l(theta_hat) - l_p(v)): l(theta_hat) on the fit's own sample, l_p on
+        # ``objective`` (another sample, re-centred at a profile end, may be given)
+        self.value_hat = (float(self.objective.evaluate(self.theta_hat).value)
+                          if value_hat is None else float(value_hat))
         self.free = np.array([k for k in range(self.theta_hat.size) if k != self.target.j],
                              dtype=np.intp)
-        self.last = self.theta_hat.copy()
+        self.last = (self.theta_hat if start is None else np.asarray(start)).copy()
         self._hat_weights: FloatArray | None = None
 
     def point(self, v: float) -> ProfilePoint:
@@ -352,140 +357,3 @@ def profile(fit: Any, param: str | int, n: int = 21, width: float = 4.0) -> pd.D
     dev = np.maximum(table["deviance"].to_numpy(), 0.0)
     table["signed_root"] = np.sign(table["value"].to_numpy() - estimate) * np.sqrt(dev)
     return table
-
-
-def end_point(
-    fit: Any, target: Target, estimate: float, se: float, direction: float, cut: float
-) -> tuple[float, float, float]:
-    """One end of the profile interval, its MCSE, and the smallest block ESS of the
-    fit's sample at the end's maximising ``theta`` (NaN where there is none; see the
-    module doc).
-
-    Newton steps on ``sqrt(D(v))`` from the Wald end, kept inside the bracket once a
-    point beyond the cut-off is known, and expanding outwards until then; at the
-    bound of the target's range (a variance's 0, a correlation's -1 or 1) with ``D``
-    still below the cut-off, the bound is the end (MCSE 0); a fixed effect or
-    covariance whose profile never crosses gets NaN.
-    """
-    low, high = target.bounds()
-    bound = low if direction < 0 else high
-    if target.kind == "variance":
-        limit = 1e-6 * estimate if direction < 0 else math.inf
-    elif target.kind == "correlation":
-        limit = direction * (1.0 - CORRELATION_MARGIN)
-    else:
-        limit = direction * math.inf
-    profiler = _Profiler(fit, target)
-    root = math.sqrt(cut)
-    inside, outside = estimate, math.nan
-    v = estimate + direction * root * se
-    if (v - limit) * direction > 0:
-        v = 0.5 * (estimate + limit)
-    best: ProfilePoint | None = None
-    for _ in range(60):
-        pt = profiler.point(v)
-        finite = math.isfinite(pt.deviance)
-        gap = math.sqrt(max(pt.deviance, 0.0)) - root if finite else math.inf
-        if finite and abs(gap) < ROOT_TOL:
-            best = pt
-            break
-        if gap > 0:
-            outside = v
-        else:
-            inside = v
-            if v == limit:
-                return (0.0 if target.kind == "variance" else bound), 0.0, math.nan
-        step = math.nan
-        if finite and pt.deviance > 0 and pt.slope * direction > 0:
-            # Newton on sqrt(D): d sqrt(D) / dv = D' / (2 sqrt(D))
-            step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
-        candidate = v + step
-        if math.isnan(outside):
-            if not (math.isfinite(candidate) and (candidate - inside) * direction > 0):
-                candidate = inside + 1.6 * (inside - estimate) if inside != estimate \
-                    else estimate + direction * se
-            if (candidate - limit) * direction >= 0:
-                candidate = limit
-            if not math.isfinite(candidate):
-                return math.nan, math.nan, math.nan
-        else:
-            lo_v, hi_v = sorted((inside, outside))
-            if not (math.isfinite(candidate) and lo_v < candidate < hi_v):
-                candidate = 0.5 * (inside + outside)
-            if hi_v - lo_v < 1e-10 * se:
-                best = pt
-                break
-        v = float(candidate)
-    if best is None:
-        return math.nan, math.nan, math.nan
-    ess = float(profiler.objective.evaluate(best.theta).block_ess.min())
-    slope = best.slope
-    if not (math.isfinite(slope) and abs(slope) > 0):
-        return best.value, math.nan, ess
-    return best.value, profiler.mcse_of_deviance(best.theta) / abs(slope), ess
-
-
-def profile_intervals(
-    fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None,
-    n_jobs: int | None = None, client: Any = None,
-) -> pd.DataFrame:
-    """Profile-likelihood intervals with the Monte Carlo SE of each end point.
-
-    ``params``: parameters by name or 0-based position and correlations by name, as
-    :func:`targets` reads them; None: every parameter, then every correlation (one row
-    each, named as :func:`correlation_targets` names them).
-
-    Columns: the two quantiles (as :meth:`GLMMResults.confint` names them) and
-    ``mcse_lower``, ``mcse_upper``. A variance whose profile stays below the cut-off as
-    it goes to 0 gets lower end 0 (MCSE 0); a correlation whose profile stays below it
-    up to -1 or 1 gets that end (MCSE 0); a correlation of a term with a variance at 0
-    gets NaN.
-
-    With ``n_jobs`` or ``client`` (:func:`pyglmm.backends.get_backend`) the ends are
-    computed on that backend, one task each; every task draws the fit's final sample
-    again from its seed streams, so the table is the same as the serial one.
-    """
-    cut = float(stats.chi2.ppf(level, 1))
-    chosen = targets(fit, params)
-    known: dict[tuple[int, int], tuple[float, float, float]] = {}
-    jobs: list[tuple[Target, float, float, float]] = []
-    keys: list[tuple[int, int]] = []
-    for t, target in enumerate(chosen):
-        estimate, se = _scale(fit, target)
-        for d, direction in enumerate((-1.0, 1.0)):
-            if not np.isfinite(estimate):
-                known[t, d] = (math.nan, math.nan, math.nan)
-            elif (direction < 0 and target.kind == "variance"
-                  and estimate < BOUNDARY_NU):
-                known[t, d] = (0.0, 0.0, math.nan)  # on the boundary: so is the end
-            else:
-                jobs.append((target, estimate, se, direction))
-                keys.append((t, d))
-    if n_jobs is None and client is None:
-        found = [end_point(fit, target, estimate, se, direction, cut)
-                 for target, estimate, se, direction in jobs]
-    else:
-        from .backends import get_backend
-        from .profile_tasks import end_task, end_tasks
-
-        found = get_backend(n_jobs, client).map(end_task, end_tasks(fit, jobs, cut))
-    known.update(zip(keys, found, strict=True))
-    rows, thin = [], []
-    floor = PROFILE_ESS_FRACTION * float(require_sample(fit).n_draws)
-    for t, target in enumerate(chosen):
-        (low, low_error, low_ess), (high, high_error, high_ess) = known[t, 0], known[t, 1]
-        rows.append((target.name, low, high, low_error, high_error))
-        thin += [f"{target.name} {side} ({ess:.0f})" for side, ess
-                 in (("lower", low_ess), ("upper", high_ess)) if ess < floor]
-    if thin:
-        warnings.warn(
-            f"the fit's own sample is degenerate at profile ends {', '.join(thin)}: the "
-            f"smallest block ESS there is below {100 * PROFILE_ESS_FRACTION:g}% of m, so "
-            "those ends (and their MCSEs) are unreliable, usually too close to the "
-            "estimate. In large blocks (Markov chains) the draws inform the likelihood only "
-            "near the estimate, whatever m; use Wald or log-scale intervals for those "
-            "parameters.", ImportanceSamplingWarning, stacklevel=3)
-    alpha = 1.0 - level
-    columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
-    table = pd.DataFrame(rows, columns=["term", *columns, "mcse_lower", "mcse_upper"])
-    return table.set_index("term").rename_axis(None)

@@ -1,0 +1,296 @@
+"""The ends of profile-likelihood intervals, re-centred where the fit's sample is thin.
+
+An end ``v*`` of a ``1 - alpha`` profile interval solves ``D(v) = cut`` (the chi-square(1)
+quantile), with ``D(v) = 2 (l(theta_hat) - l_p(v))`` (:mod:`pyglmm.profiles`). The fit's
+own sample is centred at the estimate, so at ``v*`` its draws are off-centre: their
+weights are uneven, and the MCLA there is noisier and, as the log of a mean, biased
+low by about half its variance. Then ``D`` is too large and the interval too short.
+Measured on simulated salamander data at m = 2,000, this cost the variance components'
+profile intervals one to two points of coverage (BENCHMARKS.md section 6).
+
+So each end is found in rounds, as the fit itself is. Round 0 solves on the fit's
+sample. Each later round draws a fresh sample of the same size, centred (with the
+fit's sampler) at the previous end's constrained maximiser ``theta*``. It then solves
+again from the previous end, with ``l_p`` on the new sample and ``l(theta_hat)`` kept
+from the fit's. Each value is thus estimated by draws centred where it is taken. The
+rounds stop when the end moves by less than :data:`RECENTRE_TOL` standard errors, or
+after ``recentre`` of them.
+
+The MCSE of a re-centred end is ``2 sqrt(Var l(theta_hat) + Var l_p(v*)) / |D'(v*)|``:
+the two values come from independent samples, and each variance is the one
+:func:`pyglmm.criteria.loglik_mcse` reports for a fit. The MCSE of an end on the fit's
+own sample counts the correlation between the two values instead
+(:meth:`pyglmm.profiles._Profiler.mcse_of_deviance`). Neither counts the bias that
+re-centring removes.
+
+Re-centring needs a sample that informs the likelihood in a neighbourhood of its centre,
+as importance and randomised QMC samples of small blocks do. A fresh sample of Markov
+chains in a large crossed block informs it only at its centre. The constrained
+maximiser moves the other parameters off that centre, and there the ratio weights
+degenerate again. On a simulated crossed design with one block of 450 effects, 1 and 3
+re-centred rounds moved var(a)'s interval from (0.183, 0.342) to (0.112, 0.457) and
+then (0.063, 0.748). The smallest block ESS at the ends stayed at 1-12 of 1,000. So
+:meth:`pyglmm.GLMMResults.confint` does not re-centre a chain fit's ends by default.
+
+The seed stream of a re-centred sample is ``(rounds key, end key, chunk)`` under the
+fit's root seed. The end key depends only on the parameter and the side, so an end
+comes out the same whichever parameters are asked for, and on any backend.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy import stats
+
+from .diagnostics import BOUNDARY_NU
+from .errors import ImportanceSamplingWarning
+from .profiles import (
+    CORRELATION_MARGIN,
+    PROFILE_ESS_FRACTION,
+    ROOT_TOL,
+    ProfilePoint,
+    Target,
+    _Profiler,
+    _scale,
+    targets,
+)
+from .ranef import require_sample
+
+FloatArray = NDArray[np.float64]
+
+#: Re-centred rounds per end at most (``confint(method="profile", recentre=...)``).
+RECENTRE_ROUNDS = 1
+#: The rounds stop once an end moves less than this many of the parameter's SEs.
+RECENTRE_TOL = 0.02
+#: First entry of a re-centred round's spawn key; fits number their rounds from 0, so
+#: no fit round has this stream.
+PROFILE_ROUND_KEY = 0x9F0F1E
+
+_ROOT, _BOUND = "root", "bound"
+
+
+def end_point(
+    fit: Any, target: Target, estimate: float, se: float, direction: float, cut: float,
+    recentre: int = 0,
+) -> tuple[float, float, float]:
+    """One end of the profile interval, its MCSE, and the smallest block ESS at it.
+
+    Parameters
+    ----------
+    fit : GLMMResults or namespace
+        Has ``beta``, ``nu``, ``sample`` (the fit's final MCLA) and, to re-centre,
+        ``settings``.
+    target : Target
+        What the profile holds fixed.
+    estimate, se : float
+        The target's estimate and a standard error to size steps by.
+    direction : float
+        -1 for the lower end, 1 for the upper.
+    cut : float
+        The cut-off of ``D``.
+    recentre : int
+        Re-centred rounds at most (0: the end on the fit's own sample).
+
+    Returns
+    -------
+    (end, mcse, ess) : tuple of float
+        At the bound of the target's range (a variance's 0, a correlation's -1 or 1)
+        with ``D`` still below the cut-off, the bound itself with MCSE 0. ``ess`` is
+        the smallest block ESS of the sample the end was found on, at the end's
+        maximising ``theta`` (NaN at a bound). A fixed effect or covariance whose
+        profile never crosses the cut-off gets NaN.
+    """
+    profiler = _Profiler(fit, target)
+    found, point = _solve(profiler, target, estimate, se, direction, cut, None)
+    mcse_of = _own_sample_mcse
+    for r in range(1, recentre + 1):
+        if point is None:
+            break
+        sample = _recentred_sample(fit, target, direction, r, point.theta)
+        profiler = _Profiler(fit, target, objective=sample, value_hat=profiler.value_hat,
+                             start=point.theta)
+        before = point.value
+        found, point = _solve(profiler, target, estimate, se, direction, cut, before)
+        mcse_of = _recentred_mcse
+        if point is None or abs(point.value - before) < RECENTRE_TOL * se:
+            break
+    if point is None:
+        return math.nan, math.nan, math.nan
+    if found == _BOUND:
+        low, high = target.bounds()
+        bound = low if direction < 0 else high
+        return (0.0 if target.kind == "variance" else bound), 0.0, math.nan
+    ess = float(profiler.objective.evaluate(point.theta).block_ess.min())
+    if not (math.isfinite(point.slope) and abs(point.slope) > 0):
+        return point.value, math.nan, ess
+    return point.value, mcse_of(profiler, point.theta) / abs(point.slope), ess
+
+
+def _solve(
+    profiler: _Profiler, target: Target, estimate: float, se: float, direction: float,
+    cut: float, start: float | None,
+) -> tuple[str, ProfilePoint | None]:
+    """Solve ``sqrt(D(v)) = sqrt(cut)`` on ``profiler``'s sample.
+
+    Newton steps on the signed root from ``start`` (default: the Wald end), kept
+    inside the bracket once a point beyond the cut-off is known, and expanding
+    outwards until then. Returns ``("root", point)``, ``("bound", point)`` when ``D``
+    is still below the cut-off at the limit of the target's range (``point`` there), or
+    ``("root", None)`` when no end was found.
+    """
+    if target.kind == "variance":
+        limit = 1e-6 * estimate if direction < 0 else math.inf
+    elif target.kind == "correlation":
+        limit = direction * (1.0 - CORRELATION_MARGIN)
+    else:
+        limit = direction * math.inf
+    root = math.sqrt(cut)
+    inside, outside = estimate, math.nan
+    v = estimate + direction * root * se if start is None else start
+    if (v - limit) * direction > 0:
+        v = 0.5 * (estimate + limit)
+    for _ in range(60):
+        pt = profiler.point(v)
+        finite = math.isfinite(pt.deviance)
+        gap = math.sqrt(max(pt.deviance, 0.0)) - root if finite else math.inf
+        if finite and abs(gap) < ROOT_TOL:
+            return _ROOT, pt
+        if gap > 0:
+            outside = v
+        else:
+            inside = v
+            if v == limit:
+                return _BOUND, pt
+        step = math.nan
+        if finite and pt.deviance > 0 and pt.slope * direction > 0:
+            # Newton on sqrt(D): d sqrt(D) / dv = D' / (2 sqrt(D))
+            step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
+        candidate = v + step
+        if math.isnan(outside):
+            if not (math.isfinite(candidate) and (candidate - inside) * direction > 0):
+                candidate = inside + 1.6 * (inside - estimate) if inside != estimate \
+                    else estimate + direction * se
+            if (candidate - limit) * direction >= 0:
+                candidate = limit
+            if not math.isfinite(candidate):
+                return _ROOT, None
+        else:
+            lo_v, hi_v = sorted((inside, outside))
+            if not (math.isfinite(candidate) and lo_v < candidate < hi_v):
+                candidate = 0.5 * (inside + outside)
+            if hi_v - lo_v < 1e-10 * se:
+                return _ROOT, pt
+        v = float(candidate)
+    return _ROOT, None
+
+
+def _recentred_sample(
+    fit: Any, target: Target, direction: float, round_number: int, theta: FloatArray
+) -> Any:
+    """A fresh sample of the fit's size and sampler, centred at ``theta`` (its MCLA)."""
+    from .rounds import build_round
+
+    own = require_sample(fit)
+    side = 0 if direction < 0 else 1
+    end_key = ((2 * target.j + (target.kind == "correlation")) * 2 + side) * 16 + round_number
+    index = (PROFILE_ROUND_KEY << 32) + end_key
+    built = build_round(own.problem, fit.settings, index, np.asarray(theta, np.float64),
+                        int(own.n_draws))
+    return built.objective
+
+
+def _value_variance(evaluation: Any) -> float:
+    """Monte Carlo variance of an MCLA value, as :func:`pyglmm.criteria.loglik_variance`."""
+    if evaluation.block_value_variance is not None:
+        return float(np.sum(evaluation.block_value_variance))
+    ess = np.asarray(evaluation.block_ess, dtype=np.float64)
+    return float(np.sum(np.maximum(1.0 / ess - 1.0 / float(evaluation.n_draws), 0.0)))
+
+
+def _own_sample_mcse(profiler: _Profiler, theta: FloatArray) -> float:
+    """MCSE of ``D`` when both values come from the fit's sample."""
+    return profiler.mcse_of_deviance(theta)
+
+
+def _recentred_mcse(profiler: _Profiler, theta: FloatArray) -> float:
+    """MCSE of ``D`` with ``l(theta_hat)`` from the fit's sample, ``l_p`` from another."""
+    at_hat = require_sample(profiler.fit).evaluate(profiler.theta_hat)
+    at_end = profiler.objective.evaluate(theta)
+    return 2.0 * math.sqrt(_value_variance(at_hat) + _value_variance(at_end))
+
+
+def profile_intervals(
+    fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None,
+    n_jobs: int | None = None, client: Any = None, recentre: int = RECENTRE_ROUNDS,
+) -> pd.DataFrame:
+    """Profile-likelihood intervals with the Monte Carlo SE of each end point.
+
+    ``params``: parameters by name or 0-based position and correlations by name, as
+    :func:`targets` reads them; None: every parameter, then every correlation (one row
+    each, named as :func:`correlation_targets` names them).
+
+    Columns: the two quantiles (as :meth:`GLMMResults.confint` names them) and
+    ``mcse_lower``, ``mcse_upper``. A variance whose profile stays below the cut-off as
+    it goes to 0 gets lower end 0 (MCSE 0); a correlation whose profile stays below it
+    up to -1 or 1 gets that end (MCSE 0); a correlation of a term with a variance at 0
+    gets NaN.
+
+    With ``n_jobs`` or ``client`` (:func:`pyglmm.backends.get_backend`) the ends are
+    computed on that backend, one task each; every task draws the fit's final sample
+    again from its seed streams, so the table is the same as the serial one.
+
+    ``recentre``: re-centred rounds per end at most (see the module doc); 0 solves on
+    the fit's own sample alone (quicker, and biased towards
+    too short intervals in the tails: see the module doc).
+    """
+    cut = float(stats.chi2.ppf(level, 1))
+    chosen = targets(fit, params)
+    known: dict[tuple[int, int], tuple[float, float, float]] = {}
+    jobs: list[tuple[Target, float, float, float]] = []
+    keys: list[tuple[int, int]] = []
+    for t, target in enumerate(chosen):
+        estimate, se = _scale(fit, target)
+        for d, direction in enumerate((-1.0, 1.0)):
+            if not np.isfinite(estimate):
+                known[t, d] = (math.nan, math.nan, math.nan)
+            elif (direction < 0 and target.kind == "variance"
+                  and estimate < BOUNDARY_NU):
+                known[t, d] = (0.0, 0.0, math.nan)  # on the boundary: so is the end
+            else:
+                jobs.append((target, estimate, se, direction))
+                keys.append((t, d))
+    if n_jobs is None and client is None:
+        found = [end_point(fit, target, estimate, se, direction, cut, recentre)
+                 for target, estimate, se, direction in jobs]
+    else:
+        from .backends import get_backend
+        from .profile_tasks import end_task, end_tasks
+
+        found = get_backend(n_jobs, client).map(end_task, end_tasks(fit, jobs, cut, recentre))
+    known.update(zip(keys, found, strict=True))
+    rows, thin = [], []
+    floor = PROFILE_ESS_FRACTION * float(require_sample(fit).n_draws)
+    for t, target in enumerate(chosen):
+        (low, low_error, low_ess), (high, high_error, high_ess) = known[t, 0], known[t, 1]
+        rows.append((target.name, low, high, low_error, high_error))
+        thin += [f"{target.name} {side} ({ess:.0f})" for side, ess
+                 in (("lower", low_ess), ("upper", high_ess)) if ess < floor]
+    if thin:
+        warnings.warn(
+            f"the sample is degenerate at profile ends {', '.join(thin)}: the "
+            f"smallest block ESS there is below {100 * PROFILE_ESS_FRACTION:g}% of m, so "
+            "those ends (and their MCSEs) are unreliable, usually too close to the "
+            "estimate. In large blocks (Markov chains) the draws inform the likelihood only "
+            "near the estimate, whatever m; use Wald or log-scale intervals for those "
+            "parameters.", ImportanceSamplingWarning, stacklevel=3)
+    alpha = 1.0 - level
+    columns = [f"{alpha / 2.0:.12g}", f"{1.0 - alpha / 2.0:.12g}"]
+    table = pd.DataFrame(rows, columns=["term", *columns, "mcse_lower", "mcse_upper"])
+    return table.set_index("term").rename_axis(None)
