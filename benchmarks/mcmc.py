@@ -1,6 +1,7 @@
 """The MCMC likelihood on large crossed designs (``sampler="mcmc"``).
 
-``python benchmarks/mcmc.py [--cases verbagg,crossed,scaling] [--seeds N] [--quick]``
+``python benchmarks/mcmc.py [--cases verbagg,crossed,sparse,scaling,mixed] [--seeds N]
+[--m M] [--quick]``
 prints markdown tables of:
 
 * ``verbagg``: lme4's VerbAgg (Bernoulli ``r2``, 7,584 responses, 316 persons crossed
@@ -17,7 +18,12 @@ prints markdown tables of:
 * ``sparse``: the same with 3 responses per level of ``a`` only (n = 1,200), each in
   another level of ``b``: few binary responses per effect, where Laplace is biased;
 * ``scaling``: n = 10^5 Bernoulli with two crossed factors of 2,500 levels (one block of
-  5,000 effects) at ``--seeds`` seeds (default 5): time, MCSE/SE and spread/MCSE.
+  5,000 effects) at ``--seeds`` seeds (default 5): time, MCSE/SE and spread/MCSE;
+* ``mixed``: one crossed block of 330 effects (300 x 30 levels, 2 responses per level of
+  ``a``) beside 200 clusters of 5 responses with levels of their own (blocks of 2
+  effects), at ``--seeds`` seeds (default 5): ``sampler="auto"`` (chains in the large
+  block, independent draws in the small ones) against ``sampler="mcmc"`` (chains in
+  every block): time, MCSE/SE and spread/MCSE.
 """
 
 from __future__ import annotations
@@ -221,6 +227,38 @@ def run_scaling(n_seeds: int, m: int) -> None:
         print(markdown(seed_table(fits)))
 
 
+def mixed_frame(rng: np.random.Generator) -> pd.DataFrame:
+    """The ``mixed`` design: a sparse 300 x 30 crossed block and 200 small clusters."""
+    a_cross = np.repeat(np.arange(300), 2)
+    b_cross = rng.integers(0, 30, a_cross.size)
+    cluster = np.repeat(np.arange(200), 5)
+    a = np.concatenate([a_cross, 300 + cluster])
+    b = np.concatenate([b_cross, 30 + cluster])
+    x = rng.uniform(-1, 1, a.size)
+    eta = -0.3 + 0.6 * x + rng.normal(0, 1.0, 500)[a] + rng.normal(0, np.sqrt(0.5), 230)[b]
+    y = (rng.random(a.size) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "x": x, "a": [f"a{i}" for i in a],
+                         "b": [f"b{i}" for i in b]})
+
+
+def run_mixed(n_seeds: int, m: int) -> None:
+    data = mixed_frame(np.random.default_rng(77))
+    for sampler in ("auto", "mcmc"):
+        fits, rows = [], []
+        for seed in range(1, n_seeds + 1):
+            fit, seconds, caught = timed_fit("y ~ x", ["~ 0 + a", "~ 0 + b"], data, m=m,
+                                             rng=seed, sampler=sampler)
+            fits.append(fit)
+            rows.append({"seed": seed} | fit_row(fit, seconds, caught))
+            print(f"  {sampler} seed {seed}: {seconds:.1f} s", file=sys.stderr)
+        print(f"\n### Mixed blocks (330 effects + 200 x 2), sampler={sampler!r}, "
+              f"m = {m:,}\n")
+        print(markdown(pd.DataFrame(rows)))
+        if len(fits) >= 2:
+            print()
+            print(markdown(seed_table(fits)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="verbagg,crossed,scaling")
@@ -239,6 +277,8 @@ def main() -> None:
         run_crossed(args.seeds or (2 if args.quick else 20), min(m, 2_000), sparse=True)
     if "scaling" in cases:
         run_scaling(args.seeds or (1 if args.quick else 5), m)
+    if "mixed" in cases:
+        run_mixed(args.seeds or (2 if args.quick else 5), m)
 
 
 if __name__ == "__main__":

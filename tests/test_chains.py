@@ -21,17 +21,24 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_derivatives_match, make_objective
+from helpers import assert_derivatives_match, make_objective, round_settings
 from scipy.special import logsumexp
 
 import pyglmm as pg
+import pyglmm.chains as chains_module
 from pyglmm.bridge import bridge_level, optimal_bridge
-from pyglmm.chains import ChainSampler, _data_loglik_gradient_numpy, data_loglik_gradient
+from pyglmm.chains import (
+    ChainSampler,
+    _data_loglik_gradient_numpy,
+    data_loglik_gradient,
+    default_step,
+)
 from pyglmm.design import build_design
 from pyglmm.errors import ArgumentError
 from pyglmm.importance import laplace_t
 from pyglmm.mixing import RHAT_MAX, chain_diagnostics
 from pyglmm.problem import Problem
+from pyglmm.rounds import build_round
 from pyglmm.simulate import simulate_glmm
 
 
@@ -267,3 +274,87 @@ def test_a_crossed_design_shaped_like_verbagg():
         assert np.all(fit.mcse() <= 0.1 * fit.se())
     combined = np.hypot(first.mcse(), second.mcse())
     assert np.all(np.abs(first.params() - second.params()) <= 2.5 * combined)
+
+
+# -- chains in the large blocks only ----------------------------------------------------
+def _mixed_blocks_data(seed=8):
+    """One crossed block (9 x 7 levels, 150 rows) and 10 blocks of 2 effects (clusters
+    with their own levels of ``a`` and ``b``, 5 rows each)."""
+    crossed = simulate_glmm("bernoulli", 150, {"a": 9, "b": 7}, (0.2, 0.8), [0.8, 0.5],
+                            rng=seed)
+    rng = np.random.default_rng(seed)
+    cluster = np.repeat(np.arange(10), 5)
+    u = rng.normal(0.0, 0.9, 10)[cluster] + rng.normal(0.0, 0.7, 10)[cluster]
+    x = rng.uniform(-1, 1, cluster.size)
+    small = pd.DataFrame({
+        "y": (rng.random(cluster.size) < 1 / (1 + np.exp(-(0.2 + 0.8 * x + u)))).astype(int),
+        "x": x, "a": [f"s{c}" for c in cluster], "b": [f"s{c}" for c in cluster]})
+    for column in ("a", "b"):
+        crossed[column] = crossed[column].astype(str)
+    return pd.concat([crossed[["y", "x", "a", "b"]], small], ignore_index=True)
+
+
+@pytest.fixture
+def chains_from_16(monkeypatch):
+    """``sampler="auto"`` chains blocks of at least 16 effects (the default is 200)."""
+    monkeypatch.setattr(chains_module, "MCMC_MIN_BLOCK", 16)
+
+
+def test_auto_chains_only_the_large_blocks(chains_from_16):
+    data = _mixed_blocks_data()
+    problem = _problem("y ~ x", ["~ 0 + a", "~ 0 + b"], "bernoulli", data)
+    sizes = problem.blocks.block_sizes
+    assert sorted(sizes.tolist()) == [2] * 10 + [16]
+    settings = round_settings(m=256, chunk=128, seed=1, joint=False, importance="laplace",
+                              shift=False, sampler="auto")
+    assert np.array_equal(settings.chained_blocks(sizes), sizes >= 16)
+    assert dataclasses.replace(settings, sampler="mcmc").chained_blocks(sizes).all()
+    built = build_round(problem, settings, 0, np.array([0.2, 0.8, 0.8, 0.5]), 256)
+    sampler = built.sampler
+    assert sampler.kind == "mcmc" and np.array_equal(sampler.chained, sizes >= 16)
+    assert sampler.step == pytest.approx(default_step(16))
+    # no level where the chains do not run; the others' weights are the Laplace t's
+    assert np.all(sampler.level[~sampler.chained] == 0.0)
+    assert np.all(sampler.level_variance[~sampler.chained] == 0.0)
+    assert np.all(sampler.level_variance[sampler.chained] > 0.0)
+    u = sampler.draw(np.random.default_rng(3), 512, problem)
+    own = sampler.log_density(u, problem)
+    t_density = sampler.laplace.log_density(u, problem)
+    assert np.array_equal(own[:, ~sampler.chained], t_density[:, ~sampler.chained])
+    # the independent blocks' draws are not a chain: no autocorrelation along the rows
+    small = problem.blocks.effect_block != np.flatnonzero(sampler.chained)[0]
+    lag = u[:, small].reshape(-1, sampler.n_chains, small.sum())
+    r = np.mean([np.corrcoef(lag[:-1, :, k].ravel(), lag[1:, :, k].ravel())[0, 1]
+                 for k in range(small.sum())])
+    assert abs(r) < 0.05
+    # every block chained is the sampler without a mask: the same draws as before
+    whole = ChainSampler.at(sampler.laplace, problem, sampler.beta, sampler.psi,
+                            chained=np.ones(sizes.size, dtype=bool))
+    assert whole.chained is None
+
+
+@pytest.mark.parametrize("shift", [False, True], ids=["fixed-draws", "shifted-draws"])
+def test_mixed_chain_likelihood_derivatives_match_finite_differences(chains_from_16, shift):
+    _, objective, _ = make_objective(
+        "y ~ x", ["~ 0 + a", "~ 0 + b"], _mixed_blocks_data(), "bernoulli", m=256,
+        chunk=128, sampler="auto", shift=shift, theta_centre=np.array([0.1, 0.5, 0.6, 0.6]))
+    assert objective.chunk_source.sampler.chained is not None
+    ev = assert_derivatives_match(objective, np.array([0.25, 0.35, 0.45, 0.7]))
+    assert ev.n_batches == 2 * 32 and ev.block_value_variance is not None
+
+
+def test_mixed_chain_fit_agrees_with_importance_sampling(chains_from_16):
+    data = _mixed_blocks_data()
+    args = dict(fixed="y ~ x", random=["~ 0 + a", "~ 0 + b"], data=data, m=4096, rng=5)
+    mixed = pg.glmm(**args)  # sampler="auto": chains in the 16-effect block only
+    importance = pg.glmm(**args, sampler="importance")
+    assert [r.sampler for r in mixed.rounds][-1] == "mcmc"
+    combined = np.sqrt(mixed.mcse() ** 2 + importance.mcse() ** 2)
+    z = (mixed.params() - importance.params()) / combined
+    assert np.all(np.abs(z) < 4.0), z
+    assert abs(mixed.loglik() - importance.loglik()) < 4 * np.hypot(
+        mixed.loglik_mcse(), importance.loglik_mcse())
+    two = pg.glmm(**(args | {"m": 1024}), n_jobs=2)
+    serial = pg.glmm(**(args | {"m": 1024}))
+    assert np.array_equal(two.params().to_numpy(), serial.params().to_numpy())
+    assert two.loglike_value == serial.loglike_value

@@ -125,17 +125,21 @@ def glmm(
     importance : {"laplace", "glmm"}
         Proposal: a per-block Student t centred at the conditional mode
         (docs/method.md), or R glmm's three-part mixture per block.
-    sampler : {"auto", "importance", "mcmc"}
+    sampler : {"auto", "importance", "qmc", "mcmc"}
         How the random effects are drawn. ``"importance"``: independent draws from the
-        proposal of ``importance``. ``"mcmc"``: the MCMC likelihood (Geyer 1994;
-        docs/method.md) for large crossed blocks, where importance weights degenerate:
-        Hamiltonian Markov chains draw the random effects given the data at each round's
-        centre, their mean likelihood ratio approximates the likelihood's shape, bridge
-        sampling its level, and the Monte Carlo errors come from the spread between
-        independent chains (``fit.diagnostics()`` shows their effective sample size and
-        R-hat). ``"auto"`` (default): ``"mcmc"`` when the largest block holds at least
-        200 random effects and ``importance="laplace"``, else importance sampling. The
-        choice of each round is in ``fit.rounds``.
+        proposal of ``importance``. ``"qmc"``: randomised quasi-Monte Carlo, scrambled
+        Sobol points pushed through each block's t proposal, with the spread between 8
+        independent scramblings as Monte Carlo error (needs ``importance="laplace"``).
+        ``"mcmc"``: the MCMC likelihood (Geyer 1994; docs/method.md) for large crossed
+        blocks, where importance weights degenerate: Hamiltonian Markov chains draw the
+        random effects given the data at each round's centre, their mean likelihood
+        ratio approximates the likelihood's shape, bridge sampling its level, and the
+        Monte Carlo errors come from the spread between independent chains
+        (``fit.diagnostics()`` shows their effective sample size and R-hat).
+        ``"auto"`` (default, with ``importance="laplace"``): ``"qmc"`` when every block
+        holds at most 32 random effects; chains in the blocks of at least 200 effects
+        and independent draws of the t in the other blocks, when there is such a block;
+        independent draws otherwise. The choice of each round is in ``fit.rounds``.
     recentre : int or "auto"
         Number of pilot rounds before the final one. Each round maximises the MCLA of
         a fresh sample drawn from a proposal rebuilt at the previous round's estimate

@@ -23,6 +23,15 @@ from its own seed stream, started at draws of the Laplace normal and run
 :attr:`ChainSampler.burn_in` iterations before they are kept; rows ``t * n_chains + c``
 hold chain ``c`` at iteration ``t``. The chains are the independent batches of the
 Monte Carlo errors (:mod:`pyglmm.chunks`).
+
+The chains may run in some blocks only (:attr:`ChainSampler.chained`; with
+``sampler="auto"`` the blocks of at least :data:`MCMC_MIN_BLOCK` effects). The other
+blocks are drawn independently from the Laplace t, and their "proposal density" is
+that t's, so their weights are ordinary importance weights. The blocks are
+independent given ``theta``, so each block's likelihood estimate stands alone. The
+chains leave the other blocks where they started: their momentum and gradient are
+masked. The spread between the batches is an honest MCSE for independent draws too
+(rows ``t * n_chains + c`` make ``n_chains`` batches of independent draws).
 """
 
 from __future__ import annotations
@@ -186,7 +195,11 @@ class ChainSampler:
         Chains per chunk and iterations discarded by each.
     level, level_variance : ndarray, shape (B,)
         ``log L_b(psi)`` of every block (without the family constant) and the variance
-        of its estimate (:func:`pyglmm.bridge.bridge_level`; zeros until set).
+        of its estimate (:func:`pyglmm.bridge.bridge_level`; zeros until set; 0 in the
+        blocks the chains do not draw).
+    chained : ndarray of bool, shape (B,), optional
+        The blocks the chains draw; the others are drawn independently from
+        ``laplace``. None: every block.
     """
 
     laplace: ImportanceSampler
@@ -199,21 +212,35 @@ class ChainSampler:
     burn_in: int = DEFAULT_BURN_IN
     level: FloatArray | None = None
     level_variance: FloatArray | None = None
+    chained: NDArray[np.bool_] | None = None
     kind: str = "mcmc"
     _cache: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def at(
         cls, laplace: ImportanceSampler, problem: Problem, beta: FloatArray, psi: FloatArray,
-        n_chains: int = DEFAULT_CHAINS,
+        n_chains: int = DEFAULT_CHAINS, chained: NDArray[np.bool_] | None = None,
     ) -> ChainSampler:
-        """The sampler at ``(beta, psi)`` with the mode and curvature of ``laplace``."""
+        """The sampler at ``(beta, psi)`` with the mode and curvature of ``laplace``.
+
+        ``chained``: the blocks the chains draw (None or all True: every block).
+        """
         mode = laplace.components[0].location
         curvature = problem.residual_variance(problem.eta(beta, mode))[1]
-        step = default_step(problem.n_effects)
+        if chained is not None:
+            chained = np.asarray(chained, dtype=bool)
+            if chained.shape != (problem.blocks.n_blocks,):
+                raise ValueError(f"chained needs one entry per block "
+                                 f"({problem.blocks.n_blocks}), not {chained.shape}")
+            if chained.all():
+                chained = None
+        d = (problem.n_effects if chained is None
+             else int(problem.blocks.block_sizes[chained].sum()))
+        step = default_step(d)
         return cls(laplace=laplace, beta=np.asarray(beta, np.float64),
                    psi=np.asarray(psi, np.float64), curvature=curvature, step=step,
-                   n_steps=int(np.ceil(TRAJECTORY / step)), n_chains=int(n_chains))
+                   n_steps=int(np.ceil(TRAJECTORY / step)), n_chains=int(n_chains),
+                   chained=chained)
 
     @property
     def n_batches(self) -> int:
@@ -226,9 +253,22 @@ class ChainSampler:
         return state
 
     def with_level(self, level: FloatArray, variance: FloatArray) -> ChainSampler:
-        """The same sampler with the level ``log L_b(psi)`` and its variance set."""
-        return dataclasses.replace(self, level=np.asarray(level, np.float64),
-                                   level_variance=np.asarray(variance, np.float64))
+        """The same sampler with the level ``log L_b(psi)`` and its variance set (0 in
+        the blocks the chains do not draw, whose weights need no level)."""
+        level = np.asarray(level, np.float64)
+        variance = np.asarray(variance, np.float64)
+        if self.chained is not None:
+            level = np.where(self.chained, level, 0.0)
+            variance = np.where(self.chained, variance, 0.0)
+        return dataclasses.replace(self, level=level, level_variance=variance)
+
+    def _effect_mask(self, problem: Problem) -> FloatArray | None:
+        """1.0 for the effects of the chained blocks, 0.0 elsewhere (None: all chained)."""
+        if self.chained is None:
+            return None
+        if "mask" not in self._cache:
+            self._cache["mask"] = self.chained[problem.blocks.effect_block].astype(np.float64)
+        return self._cache["mask"]  # type: ignore[return-value]
 
     def laplace_level(self, problem: Problem) -> FloatArray:
         """The Laplace approximation of ``log L_b(psi)`` (B,): at the mode, with the
@@ -269,9 +309,15 @@ class ChainSampler:
         return loglik + prior.const - 0.5 * (problem.prior.statistics(u) @ prior.pi)
 
     def log_density(self, u: FloatArray, problem: Problem) -> FloatArray:
-        """The "proposal" log density of the MCLA: ``log f_psi(y_b, u_b) - level_b``."""
+        """The "proposal" log density of the MCLA: ``log f_psi(y_b, u_b) - level_b`` in
+        the chained blocks, the Laplace t's log density in the others."""
         out = self.log_target(u, problem)
-        return out if self.level is None else out - self.level
+        if self.level is not None:
+            out = out - self.level
+        if self.chained is not None:
+            independent = ~self.chained
+            out[:, independent] = self.laplace.log_density(u, problem)[:, independent]
+        return out
 
     def _energy_parts(
         self, problem: Problem, u: FloatArray, with_loglik: bool = True
@@ -284,7 +330,9 @@ class ChainSampler:
         loglik, grad = data_loglik_gradient(problem, u, xb, with_loglik)
         precision_u = prior.times(problem.prior, u)
         log_prior = -0.5 * np.einsum("kq,kq->k", u, precision_u)
-        return loglik.sum(axis=1) + log_prior, grad - precision_u
+        grad = grad - precision_u
+        mask = self._effect_mask(problem)
+        return loglik.sum(axis=1) + log_prior, grad if mask is None else grad * mask
 
     def _mass_times(self, problem: Problem, v: FloatArray) -> FloatArray:
         """``H v`` for rows ``v`` (m, q)."""
@@ -294,12 +342,17 @@ class ChainSampler:
             problem.prior, v)
 
     def draw(self, rng: np.random.Generator, n_draws: int, problem: Problem) -> FloatArray:
-        """``n_draws`` rows from :attr:`n_chains` chains (row ``t * n_chains + c``)."""
+        """``n_draws`` rows from :attr:`n_chains` chains (row ``t * n_chains + c``).
+
+        The blocks the chains do not draw (:attr:`chained`) are then drawn from the
+        Laplace t, from the same stream.
+        """
         n_chains = self.n_chains
         factor = self.factor
         n_iter = -(-n_draws // n_chains)
-        u = self.mode + factor.draw_transform(rng.standard_normal((n_chains,
-                                                                   problem.n_effects)))
+        mask = self._effect_mask(problem)
+        start = rng.standard_normal((n_chains, problem.n_effects))
+        u = self.mode + factor.draw_transform(start if mask is None else start * mask)
         log_p, grad = self._energy_parts(problem, u)
         out = np.empty((n_iter * n_chains, problem.n_effects))
         for it in range(self.burn_in + n_iter):
@@ -307,7 +360,11 @@ class ChainSampler:
             t = it - self.burn_in
             if t >= 0:
                 out[t * n_chains:(t + 1) * n_chains] = u
-        return out[:n_draws]
+        out = out[:n_draws]
+        if mask is not None:
+            independent = mask == 0.0
+            out[:, independent] = self.laplace.draw(rng, n_draws, problem)[:, independent]
+        return out
 
     def _transition(
         self, rng: np.random.Generator, problem: Problem, u: FloatArray, log_p: FloatArray,
@@ -316,6 +373,9 @@ class ChainSampler:
         """One Hamiltonian trajectory per chain, accepted or not by Metropolis."""
         factor = self.factor
         z = rng.standard_normal(u.shape)
+        mask = self._effect_mask(problem)
+        if mask is not None:
+            z = z * mask  # the other blocks stay where they are
         eps = self.step * rng.uniform(0.8, 1.2, size=(u.shape[0], 1))
         momentum = self._mass_times(problem, factor.draw_transform(z))  # ~ N(0, H)
         start_energy = log_p - 0.5 * np.einsum("kq,kq->k", z, z)

@@ -331,7 +331,8 @@ def chain_sampler(
     own stream, spawn key ``(round_index, 0, LEVEL_KEY)`` under the fit's root seed; with
     ``"laplace"`` it is the Laplace approximation (no Monte Carlo error is counted).
     """
-    sampler = ChainSampler.at(laplace, problem, beta, psi)
+    sampler = ChainSampler.at(laplace, problem, beta, psi,
+                              chained=settings.chained_blocks(problem.blocks.block_sizes))
     if level == "laplace":
         return sampler.with_level(sampler.laplace_level(problem),
                                   np.zeros(problem.blocks.n_blocks))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 #: Keys of :meth:`FitSettings.to_dict`, in order (the ``settings`` section of a record).
 SETTINGS_KEYS: tuple[str, ...] = (
@@ -79,8 +80,9 @@ class FitSettings:
         draws, or with randomised quasi-Monte Carlo points (:mod:`pyglmm.qmc`), Markov
         chains (the MCMC likelihood, :mod:`pyglmm.chains`), or (``"auto"``) points where
         the largest block holds at most :data:`pyglmm.qmc.QMC_MAX_BLOCK` effects, chains
-        where it holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK`, independent draws
-        in between (:meth:`uses_chains` and :meth:`uses_qmc` give the effective choice).
+        where it holds at least :data:`pyglmm.chains.MCMC_MIN_BLOCK` (in those blocks
+        only: :meth:`chained_blocks`), independent draws in between (:meth:`uses_chains`
+        and :meth:`uses_qmc` give the effective choice).
 
     Examples
     --------
@@ -132,6 +134,18 @@ class FitSettings:
 
             return self.importance == "laplace" and largest_block >= MCMC_MIN_BLOCK
         return self.sampler == "mcmc"
+
+    def chained_blocks(self, block_sizes: NDArray[np.intp]) -> NDArray[np.bool_]:
+        """Which blocks a round of Markov chains draws by chains: every block with
+        ``sampler="mcmc"``; with ``"auto"`` those of at least
+        :data:`pyglmm.chains.MCMC_MIN_BLOCK` effects (the others get independent draws
+        from the Laplace t, in the same sample)."""
+        sizes = np.asarray(block_sizes)
+        if self.sampler == "mcmc":
+            return np.ones(sizes.shape, dtype=bool)
+        from .chains import MCMC_MIN_BLOCK
+
+        return sizes >= MCMC_MIN_BLOCK
 
     @property
     def auto_recentre(self) -> bool:

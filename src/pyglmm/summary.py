@@ -263,9 +263,17 @@ class Summary:
             if fit.zeta_per_block else f"zeta = {fit.zeta:g}"
         )
         kind = fit.rounds[-1].sampler
+        chained = int(fit.settings.chained_blocks(fit.block_sizes).sum())
+        others = fit.n_blocks - chained
+        where = ("" if others == 0 else
+                 f" in the {chained} {_plural(chained, 'block')} of at least "
+                 f"{_chain_threshold()} effects")
+        besides = ("" if others == 0 else
+                   f", independent draws of the Laplace t in the other {others}")
         drawn = (
-            f"MCMC likelihood: {fit.n_batches} Hamiltonian Markov chains at the final "
-            "round's centre, its level by bridge sampling" if kind == "mcmc" else
+            f"MCMC likelihood: {fit.n_batches} Hamiltonian Markov chains{where} at the "
+            f"final round's centre, its level by bridge sampling{besides}"
+            if kind == "mcmc" else
             f"{fit.importance} proposal ({tails}) by randomised quasi-Monte Carlo, "
             f"{fit.n_batches} scrambled Sobol sets" if kind == "qmc" else
             f"{fit.importance} proposal ({tails})")
@@ -390,3 +398,10 @@ def _varcorr_display(fit: GLMMResults) -> pd.DataFrame:
             rows.append([grp if i == 0 else "", row.var1, f"{row.vcov:.4g}",
                          f"{row.sdcor:.4g}", " ".join(corr)])
     return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+
+
+def _chain_threshold() -> int:
+    """The block size from which ``sampler="auto"`` draws Markov chains."""
+    from . import chains
+
+    return int(chains.MCMC_MIN_BLOCK)
