@@ -11,7 +11,11 @@ quadrature) and the median time of a fit. Cases:
 * ``bacteria``: R glmm's ``bacteria``, ``y2 ~ trt + week_gt_2``, ``~ 0 + ID`` (50 children,
   4-5 Bernoulli responses each);
 * ``poisson``: a simulated one-factor Poisson (80 groups of 5);
-* ``salamander``: ``Mate ~ 0 + Cross``, crossed ``Female`` and ``Male`` (6 blocks of 20).
+* ``salamander``: ``Mate ~ 0 + Cross``, crossed ``Female`` and ``Male`` (6 blocks of 20);
+* ``crossed48``, ``crossed96``, ``crossed192``: simulated crossed Bernoulli, 4 blocks of
+  32 x 16, 2 blocks of 64 x 32 and one block of 128 x 64 levels (blocks of 48, 96 and
+  192 effects), 400 responses per block: the sizes where ``sampler="auto"`` draws
+  independently.
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ import pyglmm as pg
 from pyglmm.simulate import simulate_glmm
 
 
+def crossed_blocks(n_blocks: int, n_a: int, n_b: int, seed: int) -> pd.DataFrame:
+    """``n_blocks`` independent crossed blocks of ``n_a x n_b`` levels, 400 Bernoulli
+    responses each (``y ~ x``, variances 0.8 and 0.5)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_blocks):
+        a, b = rng.integers(0, n_a, 400), rng.integers(0, n_b, 400)
+        x = rng.uniform(-1, 1, 400)
+        eta = (-0.2 + 0.7 * x + rng.normal(0, np.sqrt(0.8), n_a)[a]
+               + rng.normal(0, np.sqrt(0.5), n_b)[b])
+        frames.append(pd.DataFrame({
+            "y": (rng.random(400) < 1 / (1 + np.exp(-eta))).astype(int), "x": x,
+            "a": [f"{k}a{i}" for i in a], "b": [f"{k}b{j}" for j in b]}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def cases() -> dict[str, dict[str, Any]]:
     bacteria = pg.datasets.load_bacteria()
     bacteria = bacteria.assign(week_gt_2=(bacteria["week"] > 2).astype(float))
@@ -46,6 +66,11 @@ def cases() -> dict[str, dict[str, Any]]:
         "salamander": dict(fixed="Mate ~ 0 + Cross", random=["~ 0 + Female", "~ 0 + Male"],
                            family="bernoulli", data=pg.datasets.load_salamander(),
                            factor=None),
+    } | {
+        f"crossed{(n_a + n_b)}": dict(fixed="y ~ x", random=["~ 0 + a", "~ 0 + b"],
+                                      family="bernoulli", factor=None,
+                                      data=crossed_blocks(n_blocks, n_a, n_b, 40 + n_a))
+        for n_blocks, n_a, n_b in ((4, 32, 16), (2, 64, 32), (1, 128, 64))
     }
 
 
