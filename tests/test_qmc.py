@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import assert_derivatives_match, make_objective
@@ -119,3 +121,20 @@ def test_qmc_needs_the_laplace_proposal():
     with pytest.raises(ArgumentError, match="importance='laplace'"):
         pg.glmm("y ~ 0 + x1", "~ 0 + z1", pg.datasets.load_booth_hobert(), sampler="qmc",
                 importance="glmm")
+
+
+def test_auto_uses_points_up_to_48_effects_a_block():
+    """The measured boundary (BENCHMARKS.md section 8): blocks of 48 gain, of 96 do not."""
+    from pyglmm.qmc import QMC_MAX_BLOCK
+    from pyglmm.validation import check_settings
+
+    settings = check_settings(m=10, blocks="independent", importance="laplace", recentre=0,
+                              pilot_m=10, p=(1, 0, 0), zeta=20, rmax=10, iterlim=10,
+                              chunk_size=None)
+    assert QMC_MAX_BLOCK == 48
+    assert settings.uses_qmc(1) and settings.uses_qmc(48) and not settings.uses_qmc(49)
+    assert not settings.uses_chains(48) and not settings.uses_chains(199)
+    glmm_mixture = dataclasses.replace(settings, importance="glmm")
+    assert not glmm_mixture.uses_qmc(1)
+    assert dataclasses.replace(settings, sampler="qmc").uses_qmc(500)
+    assert not dataclasses.replace(settings, sampler="importance").uses_qmc(1)

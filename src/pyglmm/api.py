@@ -137,7 +137,7 @@ def glmm(
         Monte Carlo errors come from the spread between independent chains
         (``fit.diagnostics()`` shows their effective sample size and R-hat).
         ``"auto"`` (default, with ``importance="laplace"``): ``"qmc"`` when every block
-        holds at most 32 random effects; chains in the blocks of at least 200 effects
+        holds at most 48 random effects; chains in the blocks of at least 200 effects
         and independent draws of the t in the other blocks, when there is such a block;
         independent draws otherwise. The choice of each round is in ``fit.rounds``.
     recentre : int or "auto"
