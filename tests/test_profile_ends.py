@@ -18,7 +18,7 @@ from scipy.special import logsumexp
 
 import pyglmm as pg
 from pyglmm import profile_ends
-from pyglmm.errors import ArgumentError
+from pyglmm.errors import ArgumentError, ImportanceSamplingWarning
 from pyglmm.profiles import _Profiler, targets
 
 CUT = stats.chi2.ppf(0.95, 1)
@@ -91,7 +91,8 @@ def test_recentred_ends_match_the_exact_profile(booth):
 def test_recentred_end_solves_the_cut_on_its_own_sample(booth):
     """D(v*) = 2 (l(theta_hat) on the fit's sample - l_p(v*) on the re-centred one)."""
     _, fit = booth
-    ci = fit.confint(method="profile", parm="z1")
+    with pytest.warns(ImportanceSamplingWarning, match="z1 upper was still moving after 1"):
+        ci = fit.confint(method="profile", parm="z1", recentre=1)  # one round
     upper = ci.loc["z1", "0.975"]
     (target,) = targets(fit, "z1")
     estimate, se = fit.nu[0], float(fit.se().iloc[1])
@@ -116,7 +117,8 @@ def test_recentred_ends_do_not_depend_on_what_else_is_asked(booth):
 
 def test_more_rounds_move_the_ends_by_their_monte_carlo_error_only(booth):
     _, fit = booth
-    one = fit.confint(method="profile", recentre=1)
+    with pytest.warns(ImportanceSamplingWarning, match="still moving"):
+        one = fit.confint(method="profile", recentre=1)
     three = fit.confint(method="profile", recentre=3)
     for column, mcse in (("0.025", "mcse_lower"), ("0.975", "mcse_upper")):
         spread = np.hypot(one[mcse], three[mcse])
@@ -129,3 +131,20 @@ def test_recentre_argument_is_checked(booth):
         fit.confint(method="profile", recentre=-1)
     with pytest.raises(ArgumentError, match="recentre applies to method='profile'"):
         fit.confint(recentre=1)
+
+
+def test_a_far_end_is_reached_through_the_window(booth):
+    """Started 40% below the exact upper end of z1, a re-centred round stops at the edge
+    of its window (1 SE), and further rounds reach the end."""
+    data, fit = booth
+    (target,) = targets(fit, "z1")
+    estimate, se = fit.nu[0], float(fit.se().iloc[1])
+    start = 0.6 * _exact_ends(data)["z1"][1]
+    first = _Profiler(fit, target)
+    point = first.point(start)
+    sample = profile_ends._recentred_sample(fit, target, 1.0, 1, point.theta)
+    again = _Profiler(fit, target, objective=sample, value_hat=first.value_hat,
+                      start=point.theta)
+    found, edge = profile_ends._solve_near(again, target, estimate, start, se, 1.0, CUT)
+    assert found == "edge" and edge.value == pytest.approx(start + se)
+    assert edge.deviance < CUT

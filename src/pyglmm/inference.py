@@ -77,10 +77,10 @@ class IntervalMethods:
             a dask cluster, as :func:`pyglmm.glmm` takes them (same numbers).
         recentre : int, optional
             With ``method="profile"``: at most this many fresh samples per end, each
-            centred at the previous end (default
-            :data:`pyglmm.profile_ends.RECENTRE_ROUNDS`; 0 solves on the fit's own
+            centred at the previous end, until the end stops moving (default
+            :data:`pyglmm.profile_ends.RECENTRE_ROUNDS`, 3; 0 solves on the fit's own
             sample alone). The fit's sample is centred at the estimate, so at the ends
-            it is biased towards too short intervals; re-centring removes that. A fit
+            it is noisy and biased; re-centring removes that. A fit
             with Markov chains (``sampler="mcmc"``) defaults to 0: there a fresh chain
             sample informs the likelihood only at its own centre, so the re-centred
             ends wander, and the warning about degenerate ends applies either way.

@@ -50,7 +50,7 @@ class EndTask:
     recentre: int
 
 
-def end_task(task: EndTask) -> tuple[float, float, float]:
+def end_task(task: EndTask) -> tuple[float, float, float, bool]:
     """Compute one :class:`EndTask` (on a worker, or here)."""
     store = ChunkStore(task.problem, task.sampler, task.seeds, task.sizes, shift=task.shift)
     sample = MCLAObjective(task.problem, store, task.sizes, shift=task.shift,
