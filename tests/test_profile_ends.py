@@ -102,7 +102,7 @@ def test_recentred_end_solves_the_cut_on_its_own_sample(booth):
     (target,) = targets(fit, "z1")
     estimate, se = fit.nu[0], float(fit.se().iloc[1])
     first = _Profiler(fit, target)
-    found, point = profile_ends._solve(first, target, estimate, se, 1.0, CUT, None)
+    found, point = profile_ends._solve(first, target, estimate, se, 1.0, CUT)
     assert found == "root" and point.deviance == pytest.approx(CUT, abs=1e-5)
     sample = profile_ends._recentred_sample(fit, target, 1.0, 1, point.theta)
     again = _Profiler(fit, target, objective=sample, value_hat=first.value_hat,

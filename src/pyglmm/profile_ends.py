@@ -121,7 +121,7 @@ def end_point(
         :data:`RECENTRE_SETTLE` MCSEs, or stopped at the edge of its window.
     """
     profiler = _Profiler(fit, target)
-    found, point = _solve(profiler, target, estimate, se, direction, cut, None)
+    found, point = _solve(profiler, target, estimate, se, direction, cut)
     mcse = math.nan
     recentred = False
     settled = True
@@ -239,11 +239,11 @@ def _solve_near(
 
 def _solve(
     profiler: _Profiler, target: Target, estimate: float, se: float, direction: float,
-    cut: float, start: float | None,
+    cut: float,
 ) -> tuple[str, ProfilePoint | None]:
     """Solve ``sqrt(D(v)) = sqrt(cut)`` on ``profiler``'s sample.
 
-    Newton steps on the signed root from ``start`` (default: the Wald end), kept
+    Newton steps on the signed root from the Wald end, kept
     inside the bracket once a point beyond the cut-off is known, and expanding
     outwards until then. Returns ``("root", point)``, ``("bound", point)`` when ``D``
     is still below the cut-off at the limit of the target's range (``point`` there), or
@@ -257,7 +257,7 @@ def _solve(
         limit = direction * math.inf
     root = math.sqrt(cut)
     inside, outside = estimate, math.nan
-    v = estimate + direction * root * se if start is None else start
+    v = estimate + direction * root * se
     if (v - limit) * direction > 0:
         v = 0.5 * (estimate + limit)
     for _ in range(60):
