@@ -185,15 +185,93 @@ def _solve_near(
     """Solve ``sqrt(D(v)) = sqrt(cut)`` within :data:`RECENTRE_WINDOW` SEs of ``centre``.
 
     On a sample centred at ``centre`` the profile is reliable near it only, so no
-    point far from it (the estimate included) is trusted as a bracket. Newton steps
-    on the signed root, bisection once the root is bracketed, each step kept in the
+    point far from it (the estimate included) is trusted as a bracket: Newton steps on
+    the signed root, bisection once the root is bracketed, each step kept in the
     window (and on the end's side of the estimate, inside the target's range).
     Returns ``("root", point)``, ``("bound", point)`` at the limit of the range with
     ``D`` below the cut-off, ``("edge", point)`` when the root lies beyond the window
     (the next round re-centres there), or ``("root", None)`` if nothing was found.
     """
+    return _search(profiler, target, estimate, se, direction, cut, centre)
+
+
+def _solve(
+    profiler: _Profiler, target: Target, estimate: float, se: float, direction: float,
+    cut: float,
+) -> tuple[str, ProfilePoint | None]:
+    """Solve ``sqrt(D(v)) = sqrt(cut)`` on the fit's own sample.
+
+    Newton steps on the signed root from the Wald end, kept inside the bracket once a
+    point beyond the cut-off is known, and expanding outwards until then (the estimate,
+    where ``D = 0``, is inside). Returns ``("root", point)``, ``("bound", point)`` when
+    ``D`` is still below the cut-off at the limit of the target's range, or
+    ``("root", None)`` when no end was found.
+    """
+    return _search(profiler, target, estimate, se, direction, cut, None)
+
+
+def _search(
+    profiler: _Profiler, target: Target, estimate: float, se: float, direction: float,
+    cut: float, centre: float | None,
+) -> tuple[str, ProfilePoint | None]:
+    """:func:`_solve` (``centre`` None) and :func:`_solve_near` (a window at ``centre``)."""
     limit = _limit(target, estimate, direction)
+    root = math.sqrt(cut)
     width = RECENTRE_WINDOW * se
+    if centre is None:
+        low, high = -math.inf, math.inf
+        inside, outside = estimate, math.nan
+        v = estimate + direction * root * se
+        if (v - limit) * direction > 0:
+            v = 0.5 * (estimate + limit)
+    else:
+        low, high = _window(target, estimate, centre, width, direction, limit)
+        inside, outside = math.nan, math.nan
+        v = min(max(centre, low), high)
+    for _ in range(60 if centre is None else 40):
+        pt, gap, step = _newton(profiler, v, root, direction)
+        if abs(gap) < ROOT_TOL:
+            return _ROOT, pt
+        if gap > 0:
+            outside = v
+        else:
+            inside = v
+            if v == limit:
+                return _BOUND, pt
+        candidate = v + step
+        if math.isnan(inside) or math.isnan(outside):
+            if centre is None:  # expand outwards from the last point inside
+                if not (math.isfinite(candidate) and (candidate - inside) * direction > 0):
+                    candidate = inside + 1.6 * (inside - estimate) if inside != estimate \
+                        else estimate + direction * se
+                if (candidate - limit) * direction >= 0:
+                    candidate = limit
+                if not math.isfinite(candidate):
+                    return _ROOT, None
+            elif not math.isfinite(candidate):
+                # no Newton step: towards the estimate when beyond the end, else outwards
+                candidate = v - direction * 0.5 * width if gap > 0 \
+                    else v + direction * 0.5 * width
+        else:
+            lo_b, hi_b = sorted((inside, outside))
+            if hi_b - lo_b < 1e-10 * se:
+                return _ROOT, pt
+            if not (math.isfinite(candidate) and lo_b < candidate < hi_b):
+                candidate = 0.5 * (inside + outside)
+        if centre is not None:
+            candidate = min(max(candidate, low), high)
+            if candidate == v:
+                return _EDGE, pt
+        v = float(candidate)
+    return _ROOT, None
+
+
+def _window(
+    target: Target, estimate: float, centre: float, width: float, direction: float,
+    limit: float,
+) -> tuple[float, float]:
+    """The range a re-centred round searches: ``centre`` +- ``width``, on the end's side
+    of the estimate and inside the target's range."""
     near, far = centre - direction * width, centre + direction * width
     if (near - estimate) * direction < 0:  # not past the estimate
         near = estimate
@@ -202,97 +280,23 @@ def _solve_near(
     if target.kind == "variance" and direction > 0:
         near = max(near, 1e-6 * estimate)
     low, high = sorted((near, far))
-    root = math.sqrt(cut)
-    inside, outside = math.nan, math.nan
-    v = min(max(centre, low), high)
-    for _ in range(40):
-        pt = profiler.point(v)
-        finite = math.isfinite(pt.deviance)
-        gap = math.sqrt(max(pt.deviance, 0.0)) - root if finite else math.inf
-        if finite and abs(gap) < ROOT_TOL:
-            return _ROOT, pt
-        if gap > 0:
-            outside = v
-        else:
-            inside = v
-            if v == limit:
-                return _BOUND, pt
-        step = math.nan
-        if finite and pt.deviance > 0 and pt.slope * direction > 0:
-            step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
-        candidate = v + step
-        if not (math.isnan(inside) or math.isnan(outside)):
-            lo_b, hi_b = sorted((inside, outside))
-            if hi_b - lo_b < 1e-10 * se:
-                return _ROOT, pt
-            if not (math.isfinite(candidate) and lo_b < candidate < hi_b):
-                candidate = 0.5 * (inside + outside)
-        elif not math.isfinite(candidate):
-            # no Newton step: towards the estimate when beyond the end, else outwards
-            candidate = v - direction * 0.5 * width if gap > 0 else v + direction * 0.5 * width
-        candidate = min(max(candidate, low), high)
-        if candidate == v:
-            return _EDGE, pt
-        v = float(candidate)
-    return _ROOT, None
+    return low, high
 
 
-def _solve(
-    profiler: _Profiler, target: Target, estimate: float, se: float, direction: float,
-    cut: float,
-) -> tuple[str, ProfilePoint | None]:
-    """Solve ``sqrt(D(v)) = sqrt(cut)`` on ``profiler``'s sample.
-
-    Newton steps on the signed root from the Wald end, kept
-    inside the bracket once a point beyond the cut-off is known, and expanding
-    outwards until then. Returns ``("root", point)``, ``("bound", point)`` when ``D``
-    is still below the cut-off at the limit of the target's range (``point`` there), or
-    ``("root", None)`` when no end was found.
-    """
-    if target.kind == "variance":
-        limit = 1e-6 * estimate if direction < 0 else math.inf
-    elif target.kind == "correlation":
-        limit = direction * (1.0 - CORRELATION_MARGIN)
-    else:
-        limit = direction * math.inf
-    root = math.sqrt(cut)
-    inside, outside = estimate, math.nan
-    v = estimate + direction * root * se
-    if (v - limit) * direction > 0:
-        v = 0.5 * (estimate + limit)
-    for _ in range(60):
-        pt = profiler.point(v)
-        finite = math.isfinite(pt.deviance)
-        gap = math.sqrt(max(pt.deviance, 0.0)) - root if finite else math.inf
-        if finite and abs(gap) < ROOT_TOL:
-            return _ROOT, pt
-        if gap > 0:
-            outside = v
-        else:
-            inside = v
-            if v == limit:
-                return _BOUND, pt
-        step = math.nan
-        if finite and pt.deviance > 0 and pt.slope * direction > 0:
-            # Newton on sqrt(D): d sqrt(D) / dv = D' / (2 sqrt(D))
-            step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
-        candidate = v + step
-        if math.isnan(outside):
-            if not (math.isfinite(candidate) and (candidate - inside) * direction > 0):
-                candidate = inside + 1.6 * (inside - estimate) if inside != estimate \
-                    else estimate + direction * se
-            if (candidate - limit) * direction >= 0:
-                candidate = limit
-            if not math.isfinite(candidate):
-                return _ROOT, None
-        else:
-            lo_v, hi_v = sorted((inside, outside))
-            if not (math.isfinite(candidate) and lo_v < candidate < hi_v):
-                candidate = 0.5 * (inside + outside)
-            if hi_v - lo_v < 1e-10 * se:
-                return _ROOT, pt
-        v = float(candidate)
-    return _ROOT, None
+def _newton(
+    profiler: _Profiler, v: float, root: float, direction: float
+) -> tuple[ProfilePoint, float, float]:
+    """The profile point at ``v``, the gap ``sqrt(D) - sqrt(cut)`` (inf where ``D`` is
+    not finite) and the Newton step on ``sqrt(D)`` (NaN where there is none)."""
+    pt = profiler.point(v)
+    if not math.isfinite(pt.deviance):
+        return pt, math.inf, math.nan
+    gap = math.sqrt(max(pt.deviance, 0.0)) - root
+    step = math.nan
+    if pt.deviance > 0 and pt.slope * direction > 0:
+        # d sqrt(D) / dv = D' / (2 sqrt(D))
+        step = -gap * 2.0 * math.sqrt(pt.deviance) / pt.slope
+    return pt, gap, step
 
 
 def _recentred_sample(
