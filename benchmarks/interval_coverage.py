@@ -107,10 +107,13 @@ def run_job(job: Job) -> dict[str, object]:
         fit = _fit(data, ["~ 0 + Female", "~ 0 + Male"], ["F", "M"], job.m, fit_seed)
         row["converged"] = bool(fit.trust_converged)
         for method in METHODS:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 ci = (fit.confint(level=LEVEL, method="profile", recentre=0)
                       if method == "profile_own" else fit.confint(level=LEVEL, method=method))
+            if method == "profile":  # ends that had not settled after the last round
+                row["profile:unsettled"] = sum("still moving" in str(w.message)
+                                               for w in caught)
             for name, truth in TRUTH.items():
                 lower, upper = float(ci.iloc[ci.index.get_loc(name), 0]), float(
                     ci.iloc[ci.index.get_loc(name), 1])

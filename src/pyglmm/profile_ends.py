@@ -17,8 +17,8 @@ from the fit's, so each value is estimated by draws centred where it is taken. A
 sample is trusted only within :data:`RECENTRE_WINDOW` SEs of its centre; a root
 beyond that is found by the next round, centred at the window's edge. The rounds stop
 when the end moves by less than :data:`RECENTRE_TOL` SEs or :data:`RECENTRE_SETTLE`
-of its MCSEs (further rounds would only redraw), or after ``recentre`` of them, with a
-warning if the end was still moving.
+times the combined MCSE of the two ends (further rounds would only redraw), or after
+``recentre`` of them, with a warning if the end was still moving.
 
 The MCSE of a re-centred end is ``2 sqrt(Var l(theta_hat) + Var l_p(v*)) / |D'(v*)|``:
 the two values come from independent samples, and each variance is the one
@@ -74,7 +74,8 @@ RECENTRE_ROUNDS = 3
 #: A round's end has settled when it moved less than this many of the parameter's SEs
 #: from the previous round's ...
 RECENTRE_TOL = 0.02
-#: ... or less than this many of its own MCSEs (further rounds would only redraw).
+#: ... or less than this many times the combined MCSE of the two rounds' ends (further
+#: rounds would only redraw).
 RECENTRE_SETTLE = 2.0
 #: A re-centred round searches within this many SEs of its centre; an end beyond that
 #: is found by the next round, centred at the edge.
@@ -118,11 +119,14 @@ def end_point(
         maximising ``theta`` (NaN at a bound). A fixed effect or covariance whose
         profile never crosses the cut-off gets NaN. ``settled`` is False when the
         last round still moved the end by more than :data:`RECENTRE_TOL` SEs and
-        :data:`RECENTRE_SETTLE` MCSEs, or stopped at the edge of its window.
+        :data:`RECENTRE_SETTLE` times the combined MCSE of the two ends, or stopped
+        at the edge of its window.
     """
     profiler = _Profiler(fit, target)
     found, point = _solve(profiler, target, estimate, se, direction, cut)
     mcse = math.nan
+    if recentre > 0 and point is not None and found == _ROOT:
+        mcse = _end_mcse(profiler, point, False)
     recentred = False
     settled = True
     for r in range(1, recentre + 1):
@@ -137,14 +141,16 @@ def end_point(
         if point is None:
             break
         if found == _EDGE:
-            settled = False
+            settled, mcse = False, math.nan
             continue
         if found == _BOUND:
             settled = was == _BOUND
         else:
-            mcse = _end_mcse(profiler, point, True)
+            previous, mcse = mcse, _end_mcse(profiler, point, True)
+            # both ends carry Monte Carlo error: the move is judged by both
+            both = math.hypot(previous, mcse) if math.isfinite(previous) else mcse
             moved = abs(point.value - before)
-            settled = moved < max(RECENTRE_TOL * se, RECENTRE_SETTLE * mcse)
+            settled = moved < max(RECENTRE_TOL * se, RECENTRE_SETTLE * both)
         if settled:
             break
     if point is None:
