@@ -105,8 +105,8 @@ def test_recentred_end_solves_the_cut_on_its_own_sample(booth):
     found, point = profile_ends._solve(first, target, estimate, se, 1.0, CUT)
     assert found == "root" and point.deviance == pytest.approx(CUT, abs=1e-5)
     sample = profile_ends._recentred_sample(fit, target, 1.0, 1, point.theta)
-    again = _Profiler(fit, target, objective=sample, value_hat=first.value_hat,
-                      start=point.theta)
+    again = _Profiler(fit, target, objective=sample,
+                      value_hat=(first.value_hat, first.hat_variance), start=point.theta)
     assert again.point(upper).deviance == pytest.approx(CUT, abs=1e-5)
     # the sample is centred near the end: its weights there are nearly even
     assert sample.evaluate(again.last).block_ess.min() > 0.5 * fit.m
@@ -148,8 +148,8 @@ def test_a_far_end_is_reached_through_the_window(booth, exact):
     first = _Profiler(fit, target)
     point = first.point(start)
     sample = profile_ends._recentred_sample(fit, target, 1.0, 1, point.theta)
-    again = _Profiler(fit, target, objective=sample, value_hat=first.value_hat,
-                      start=point.theta)
+    again = _Profiler(fit, target, objective=sample,
+                      value_hat=(first.value_hat, first.hat_variance), start=point.theta)
     found, edge = profile_ends._solve_near(again, target, estimate, start, se, 1.0, CUT)
     assert found == "edge" and edge.value == pytest.approx(start + se)
     assert edge.deviance < CUT

@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import ArgumentError
 
@@ -110,12 +111,25 @@ def bic(fit: GLMMResults) -> float:
 
 
 def loglik_variance(fit: GLMMResults) -> float:
-    chains = getattr(fit, "block_value_variance", None)
-    if chains is not None:  # Markov chains: between chains, and level
-        return float(np.sum(chains))
-    ess = np.asarray(fit.block_ess, dtype=np.float64)
-    per_block = np.maximum(1.0 / ess - 1.0 / float(fit.n_draws), 0.0)
-    return float(np.sum(per_block))
+    """Monte Carlo variance of ``fit.loglike_value`` (:func:`loglik_mcse` squared)."""
+    return value_variance(getattr(fit, "block_value_variance", None), fit.block_ess,
+                          fit.n_draws)
+
+
+def value_variance(
+    block_value_variance: ArrayLike | None, block_ess: ArrayLike, n_draws: int
+) -> float:
+    """Monte Carlo variance of an MCLA value from its per-block pieces.
+
+    With batches (Markov chains or randomised QMC), the sum of
+    ``block_value_variance``; otherwise ``sum_b max(1/ESS_b - 1/m, 0)``
+    (:func:`loglik_mcse`). A fit and a :class:`pyglmm.mcla.Evaluation` both carry
+    these three.
+    """
+    if block_value_variance is not None:  # between batches, plus the chains' level
+        return float(np.sum(block_value_variance))
+    ess = np.asarray(block_ess, dtype=np.float64)
+    return float(np.sum(np.maximum(1.0 / ess - 1.0 / float(n_draws), 0.0)))
 
 
 def loglik_mcse(fit: GLMMResults) -> float:

@@ -26,7 +26,6 @@ class IntervalMethods:
 
     beta: FloatArray
     nu: FloatArray
-    rounds: tuple[Any, ...]
 
     @property
     def param_names(self) -> tuple[str, ...]:  # pragma: no cover - GLMMResults' own
@@ -102,14 +101,9 @@ class IntervalMethods:
         if recentre is not None and method != "profile":
             raise ArgumentError(f"recentre applies to method='profile', not {method!r}")
         if method == "profile":
-            from .profile_ends import RECENTRE_ROUNDS, profile_intervals
+            from .profile_ends import profile_intervals
 
-            chains = bool(self.rounds) and self.rounds[-1].sampler == "mcmc"
-            rounds = ((0 if chains else RECENTRE_ROUNDS) if recentre is None
-                      else int(recentre))
-            if rounds < 0:
-                raise ArgumentError(f"recentre must be 0 or more, not {recentre}")
-            return profile_intervals(self, float(level), parm, n_jobs, client, rounds)
+            return profile_intervals(self, float(level), parm, n_jobs, client, recentre)
         positions = parameter_positions(self.param_names, parm)
         table = self.tidy().iloc[positions]
         return wald_intervals(table, alpha, method)

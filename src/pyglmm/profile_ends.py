@@ -53,8 +53,9 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from .criteria import value_variance
 from .diagnostics import BOUNDARY_NU
-from .errors import ImportanceSamplingWarning
+from .errors import ArgumentError, ImportanceSamplingWarning
 from .profiles import (
     CORRELATION_MARGIN,
     PROFILE_ESS_FRACTION,
@@ -133,7 +134,8 @@ def end_point(
         if point is None:
             break
         sample = _recentred_sample(fit, target, direction, r, point.theta)
-        profiler = _Profiler(fit, target, objective=sample, value_hat=profiler.value_hat,
+        profiler = _Profiler(fit, target, objective=sample,
+                             value_hat=(profiler.value_hat, profiler.hat_variance),
                              start=point.theta)
         before, was = point.value, found
         found, point = _solve_near(profiler, target, estimate, before, se, direction, cut)
@@ -159,7 +161,7 @@ def end_point(
         low, high = target.bounds()
         bound = low if direction < 0 else high
         return (0.0 if target.kind == "variance" else bound), 0.0, math.nan, settled
-    ess = float(profiler.objective.evaluate(point.theta).block_ess.min())
+    ess = float(point.evaluation.block_ess.min())
     if not recentred or found == _EDGE:
         mcse = _end_mcse(profiler, point, recentred)
     return point.value, mcse, ess, settled
@@ -169,7 +171,7 @@ def _end_mcse(profiler: _Profiler, point: ProfilePoint, recentred: bool) -> floa
     """MCSE of the end at ``point``: that of ``D`` over ``|D'|`` (see the module doc)."""
     if not (math.isfinite(point.slope) and abs(point.slope) > 0):
         return math.nan
-    deviance = (_recentred_mcse(profiler, point.theta) if recentred
+    deviance = (_recentred_mcse(profiler, point) if recentred
                 else profiler.mcse_of_deviance(point.theta))
     return deviance / abs(point.slope)
 
@@ -320,24 +322,18 @@ def _recentred_sample(
     return built.objective
 
 
-def _value_variance(evaluation: Any) -> float:
-    """Monte Carlo variance of an MCLA value, as :func:`pyglmm.criteria.loglik_variance`."""
-    if evaluation.block_value_variance is not None:
-        return float(np.sum(evaluation.block_value_variance))
-    ess = np.asarray(evaluation.block_ess, dtype=np.float64)
-    return float(np.sum(np.maximum(1.0 / ess - 1.0 / float(evaluation.n_draws), 0.0)))
-
-
-def _recentred_mcse(profiler: _Profiler, theta: FloatArray) -> float:
-    """MCSE of ``D`` with ``l(theta_hat)`` from the fit's sample, ``l_p`` from another."""
-    at_hat = require_sample(profiler.fit).evaluate(profiler.theta_hat)
-    at_end = profiler.objective.evaluate(theta)
-    return 2.0 * math.sqrt(_value_variance(at_hat) + _value_variance(at_end))
+def _recentred_mcse(profiler: _Profiler, point: ProfilePoint) -> float:
+    """MCSE of ``D`` with ``l(theta_hat)`` from the fit's sample, ``l_p`` from another:
+    the two values' variances (:func:`pyglmm.criteria.value_variance`) add."""
+    ev = point.evaluation
+    return 2.0 * math.sqrt(profiler.hat_variance
+                           + value_variance(ev.block_value_variance, ev.block_ess,
+                                            ev.n_draws))
 
 
 def profile_intervals(
     fit: Any, level: float = 0.95, params: Sequence[Any] | Any = None,
-    n_jobs: int | None = None, client: Any = None, recentre: int = RECENTRE_ROUNDS,
+    n_jobs: int | None = None, client: Any = None, recentre: int | None = None,
 ) -> pd.DataFrame:
     """Profile-likelihood intervals with the Monte Carlo SE of each end point.
 
@@ -356,9 +352,16 @@ def profile_intervals(
     again from its seed streams, so the table is the same as the serial one.
 
     ``recentre``: re-centred rounds per end at most (see the module doc); 0 solves on
-    the fit's own sample alone (quicker, and biased towards
-    too short intervals in the tails: see the module doc).
+    the fit's own sample alone (quicker, but noisy and biased at the ends). None:
+    :data:`RECENTRE_ROUNDS`, or 0 for a fit whose final round drew Markov chains.
     """
+    if recentre is None:
+        rounds = getattr(fit, "rounds", ())
+        recentre = 0 if rounds and rounds[-1].sampler == "mcmc" else RECENTRE_ROUNDS
+    elif isinstance(recentre, bool) or not isinstance(recentre, int | np.integer) \
+            or recentre < 0:
+        raise ArgumentError(f"recentre must be 0 or more, not {recentre!r}")
+    recentre = int(recentre)
     cut = float(stats.chi2.ppf(level, 1))
     chosen = targets(fit, params)
     known: dict[tuple[int, int], tuple[float, float, float, bool]] = {}

@@ -36,13 +36,14 @@ the MCSE of ``D(v*)`` (times 2), and the end point's MCSE is that over ``|D'(v*)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from .criteria import value_variance
 from .errors import ArgumentError
 from .intervals import parameter_positions
 from .optimize import trust_maximize
@@ -61,12 +62,14 @@ ROOT_TOL = 1e-7
 
 @dataclass(frozen=True)
 class ProfilePoint:
-    """One point of a profile: the value, ``D(v)``, the maximising ``theta`` and ``D'(v)``."""
+    """One point of a profile: the value, ``D(v)``, the maximising ``theta``, ``D'(v)``,
+    and the MCLA's evaluation at ``theta`` (None where the maximisation failed)."""
 
     value: float
     deviance: float
     theta: FloatArray
     slope: float = math.nan
+    evaluation: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -233,16 +236,20 @@ class _Profiler:
 
     def __init__(
         self, fit: Any, target: Target | int, objective: Any = None,
-        value_hat: float | None = None, start: FloatArray | None = None,
+        value_hat: tuple[float, float] | None = None, start: FloatArray | None = None,
     ) -> None:
         self.fit = fit
         self.objective = require_sample(fit) if objective is None else objective
         self.target = target if isinstance(target, Target) else parameter_target(fit, target)
         self.theta_hat = np.concatenate([fit.beta, fit.nu]).astype(np.float64)
         # D(v) = 2 (l(theta_hat) - l_p(v)): l(theta_hat) on the fit's own sample, l_p on
-        # ``objective`` (another sample, re-centred at a profile end, may be given)
-        self.value_hat = (float(self.objective.evaluate(self.theta_hat).value)
-                          if value_hat is None else float(value_hat))
+        # ``objective`` (another sample, re-centred at a profile end, may be given, with
+        # the fit's (value, Monte Carlo variance) at theta_hat as ``value_hat``)
+        if value_hat is None:
+            at_hat = self.objective.evaluate(self.theta_hat)
+            value_hat = (float(at_hat.value), value_variance(
+                at_hat.block_value_variance, at_hat.block_ess, at_hat.n_draws))
+        self.value_hat, self.hat_variance = float(value_hat[0]), float(value_hat[1])
         self.free = np.array([k for k in range(self.theta_hat.size) if k != self.target.j],
                              dtype=np.intp)
         self.last = (self.theta_hat if start is None else np.asarray(start)).copy()
@@ -275,7 +282,8 @@ class _Profiler:
         theta, ev = seen[key]
         self.last = theta
         slope = -2.0 * target.derivative(ev.gradient, theta)
-        return ProfilePoint(v, 2.0 * (self.value_hat - float(result.value)), theta, slope)
+        return ProfilePoint(v, 2.0 * (self.value_hat - float(result.value)), theta, slope,
+                            ev)
 
     def mcse_of_deviance(self, theta: FloatArray) -> float:
         """MCSE of ``D`` between ``theta_hat`` and ``theta`` (see the module doc)."""
