@@ -84,7 +84,7 @@ def test_loglik_mcse_formula(sal_fits, salamander):
     assert fit.block_value_variance is None
     assert compare.loglik_mcse(fit) == pytest.approx(expected)
     assert 0 < compare.loglik_mcse(fit) < 1
-    # scrambled Sobol sets (the default here): from the spread between the sets
+    # randomly shifted Sobol sets (the default here): from the spread between the sets
     fit = sal_fits.full
     assert fit.rounds[-1].sampler == "qmc" and fit.block_value_variance is not None
     assert compare.loglik_mcse(fit) == pytest.approx(

@@ -112,7 +112,7 @@ def test_merging_is_associative_and_exact():
 def test_one_chunk_equals_many_chunks_for_the_same_draws():
     """Chunking only changes how the same independent draws are reduced, not the result.
 
-    (Randomised QMC draws depend on the chunks, whose sets are scrambled apart.)
+    (Randomised QMC draws depend on the chunks, whose sets are shifted apart.)
     """
     case = CASES["bernoulli"]
     problem, objective, theta = make_objective(

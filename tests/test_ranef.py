@@ -37,7 +37,7 @@ def poisson_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = pg.glmm("y ~ x", ["~ 0 + g"], frame, family="poisson", m=1000, rng=1,
-                      chunk_size=256)  # several chunks (of 8 scrambled sets of 32)
+                      chunk_size=256)  # several chunks (of 8 shifted sets of 32)
     return fit, effects
 
 

@@ -129,7 +129,7 @@ def glmm(
         How the random effects are drawn. ``"importance"``: independent draws from the
         proposal of ``importance``. ``"qmc"``: randomised quasi-Monte Carlo, scrambled
         Sobol points pushed through each block's t proposal, with the spread between 8
-        independent scramblings as Monte Carlo error (needs ``importance="laplace"``).
+        independent random digital shifts as Monte Carlo error (needs ``importance="laplace"``).
         ``"mcmc"``: the MCMC likelihood (Geyer 1994; docs/method.md) for large crossed
         blocks, where importance weights degenerate: Hamiltonian Markov chains draw the
         random effects given the data at each round's centre, their mean likelihood

@@ -275,7 +275,7 @@ class Summary:
             f"final round's centre, its level by bridge sampling{besides}"
             if kind == "mcmc" else
             f"{fit.importance} proposal ({tails}) by randomised quasi-Monte Carlo, "
-            f"{fit.n_batches} scrambled Sobol sets" if kind == "qmc" else
+            f"{fit.n_batches} randomly shifted Sobol sets" if kind == "qmc" else
             f"{fit.importance} proposal ({tails})")
         monte_carlo = (
             f"Monte Carlo: {sample}; {drawn}; "
