@@ -47,9 +47,10 @@ FloatArray = NDArray[np.float64]
 
 #: ``sampler="auto"`` draws scrambled Sobol points when the largest block holds at most
 #: this many random effects (BENCHMARKS.md section 8: at equal m they cut the spread of
-#: the estimates over seeds 4-5x in blocks of one effect, 1.6x in blocks of 20 and 1.4x
-#: in crossed blocks of 48, for 1.4x the time; in blocks of 96 the spread fell 1.1x for
-#: 1.1-1.4x the time, no gain per second, and in a block of 192 the QMC fits were worse).
+#: the estimates over seeds 2.2-6.4x in blocks of one effect, 1.7-2.1x in blocks of 20
+#: and 1.4x in crossed blocks of 48, for 1.4x the time; in blocks of 96 the spread fell
+#: 1.1x for 1.1-1.4x the time, no gain per second, and in a block of 192 the QMC fits
+#: were worse).
 QMC_MAX_BLOCK = 48
 #: The most coordinates a Sobol sequence of :class:`scipy.stats.qmc.Sobol` has: a
 #: sample of more effects and blocks than this is drawn independently.
