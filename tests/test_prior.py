@@ -214,6 +214,11 @@ def test_projections_and_gram_of_shifted_draws(model):
         shifted = prior.statistics(u + slope @ d)
         predicted = s + 2.0 * proj @ d + np.einsum("bsij,i,j->bs", gram, d, d)
         np.testing.assert_allclose(shifted, predicted, rtol=1e-11, atol=1e-11)
+    # the sparse operator the shifted draws use gives the same projections
+    operator = prior.projection_operator(slope)
+    assert operator.shape == (prior.seg_starts.size * p, problem.n_effects)
+    np.testing.assert_allclose(prior.projections_by(u, operator), proj, rtol=1e-13,
+                               atol=1e-13)
 
 
 def test_at_is_none_outside_the_parameter_space(model):

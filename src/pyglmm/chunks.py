@@ -88,6 +88,7 @@ class EffectShift:
     x_tilde: FloatArray  # (n, p) X + Z A, observations in block order
     z_slope: FloatArray  # (n, p) Z A
     gram: FloatArray  # (B, S, p, p) quadratic part of each statistic
+    operator: Any = None  # the projections as a sparse map of the draws
 
     @classmethod
     def build(cls, problem: Problem, slope: FloatArray, beta0: FloatArray) -> EffectShift:
@@ -99,11 +100,14 @@ class EffectShift:
             x_tilde=problem.x + z_slope,
             z_slope=z_slope,
             gram=problem.prior.gram(slope),
+            operator=problem.prior.projection_operator(slope),
         )
 
     def projections(self, problem: Problem, u: FloatArray) -> FloatArray:
         """Projections of every draw's statistics on the shift: shape (m, B, S, p)."""
-        return problem.prior.projections(u, self.slope)
+        if self.operator is None:
+            return problem.prior.projections(u, self.slope)
+        return problem.prior.projections_by(u, self.operator)
 
 
 @dataclass(frozen=True)
