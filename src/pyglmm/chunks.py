@@ -167,22 +167,23 @@ def _batch_moments(
     weight: FloatArray, scores: FloatArray, n_chains: int
 ) -> dict[str, Any]:
     """The batch fields of a :class:`ChunkRecord`: one batch per chain or randomised point
-    set (row % n_chains)."""
-    n_rows, n_blocks = weight.shape
+    set (row % n_chains). ``weight`` is (B, m_j) and ``scores`` (B, m_j, P), block by
+    block."""
+    n_blocks, n_rows = weight.shape
     n_iter = -(-n_rows // n_chains)
-    padded = np.zeros((n_iter * n_chains, n_blocks))
-    padded[:n_rows] = weight
-    batch_weight = padded.reshape(n_iter, n_chains, n_blocks).sum(axis=0)  # (C, B)
-    weighted = np.zeros((n_iter * n_chains, n_blocks, scores.shape[2]))
-    weighted[:n_rows] = weight[:, :, None] * scores
-    batch_score = weighted.reshape(n_iter, n_chains, n_blocks, -1).sum(axis=0)  # (C, B, P)
+    weighted = scores * weight[:, :, None]
+    if n_iter * n_chains != n_rows:  # a last, shorter chunk: pad with zero rows
+        pad = n_iter * n_chains - n_rows
+        weight = np.pad(weight, ((0, 0), (0, pad)))
+        weighted = np.pad(weighted, ((0, 0), (0, pad), (0, 0)))
+    batch_weight = weight.reshape(n_blocks, n_iter, n_chains).sum(axis=1)  # (B, C)
+    batch_score = weighted.reshape(n_blocks, n_iter, n_chains, -1).sum(axis=1)  # (B, C, P)
     lengths = np.bincount(np.arange(n_rows) % n_chains, minlength=n_chains).astype(float)
-    by_block = np.ascontiguousarray(batch_score.transpose(1, 0, 2))  # (B, C, P)
     return dict(
-        batch_weight_sq=(batch_weight**2).sum(axis=0),
-        batch_score_cross=np.einsum("cb,cbp->bp", batch_weight, batch_score),
-        batch_score_outer=np.swapaxes(by_block, 1, 2) @ by_block,
-        batch_weight_len=lengths @ batch_weight,
+        batch_weight_sq=(batch_weight**2).sum(axis=1),
+        batch_score_cross=(batch_weight[:, None, :] @ batch_score)[:, 0, :],
+        batch_score_outer=np.swapaxes(batch_score, 1, 2) @ batch_score,
+        batch_weight_len=batch_weight @ lengths,
         batch_len_sq=float(lengths @ lengths),
         n_batches=n_chains,
     )
@@ -226,13 +227,6 @@ def chunk_from_draws(
         proj=None if shift is None else shift.projections(problem, u),
         n_batches=int(getattr(sampler, "n_batches", 0)),
     )
-
-
-def _weighted_outer_sum(weight: FloatArray, vectors: FloatArray) -> FloatArray:
-    """``sum_k weight[k, b] v[k, b] v[k, b]^T`` for every block: (B, P, P), as batched GEMM."""
-    by_block = np.ascontiguousarray(vectors.transpose(1, 0, 2))  # (B, m, P)
-    weighted = by_block * weight.T[:, :, None]
-    return np.swapaxes(by_block, 1, 2) @ weighted
 
 
 def _merge_batches(
@@ -353,29 +347,34 @@ class ChunkMath:
         weight = np.exp(log_weight - top)
         weight_sum = weight.sum(axis=0)
 
+        # the scores block by block, (B, m_j, P): every per-block product below is then a
+        # batched matrix product over contiguous rows
+        n_blocks, n_draws = problem.blocks.n_blocks, chunk.n_draws
         n_random = prior.score_stat.shape[1]
-        scores = np.empty((chunk.n_draws, problem.blocks.n_blocks, p + n_random))
-        scores[:, :, :p] = fixed_scores
+        scores = np.empty((n_blocks, n_draws, p + n_random))
+        fixed = fixed_scores
         if prior_grad is not None:
-            scores[:, :, :p] -= np.einsum("kbsp,s->kbp", prior_grad, prior.pi)
-        scores[:, :, p:] = stats @ prior.score_stat + prior.score_const
-        score_sum = np.einsum("kb,kbi->bi", weight, scores)
-        centred = scores - score_sum / weight_sum[:, None]
-        score_scatter = _weighted_outer_sum(weight, centred)
-        sq_weight = weight * weight
+            fixed = fixed - np.einsum("kbsp,s->kbp", prior_grad, prior.pi)
+        scores[:, :, :p] = fixed.transpose(1, 0, 2)
+        scores[:, :, p:] = (stats @ prior.score_stat + prior.score_const).transpose(1, 0, 2)
+        by_block = np.ascontiguousarray(weight.T)  # (B, m_j)
+        sq_by_block = by_block * by_block
+        score_sum = (by_block[:, None, :] @ scores)[:, 0, :]
+        centred = scores - (score_sum / weight_sum[:, None])[:, None, :]
+        score_scatter = np.swapaxes(centred * by_block[:, :, None], 1, 2) @ centred
         batches = ({} if not chunk.n_batches
-                   else _batch_moments(weight, scores, chunk.n_batches))
+                   else _batch_moments(by_block, scores, chunk.n_batches))
         return ChunkRecord(
-            n_draws=chunk.n_draws,
+            n_draws=n_draws,
             max_log_weight=top,
             weight_sum=weight_sum,
             score_sum=score_sum,
             score_scatter=score_scatter,
             variance_sum=self._reducer.weighted_column_sums(weight, variance),
             stat_sum=np.einsum("kb,kbs->bs", weight, stats),
-            sq_weight_sum=sq_weight.sum(axis=0),
-            sq_score_sum=np.einsum("kb,kbi->bi", sq_weight, scores),
-            sq_score_outer=_weighted_outer_sum(sq_weight, scores),
+            sq_weight_sum=sq_by_block.sum(axis=1),
+            sq_score_sum=(sq_by_block[:, None, :] @ scores)[:, 0, :],
+            sq_score_outer=np.swapaxes(scores * sq_by_block[:, :, None], 1, 2) @ scores,
             top_log_weights=_largest(log_weight.T, self.n_top),
             beta_stat_sum=None if prior_grad is None
             else np.einsum("kb,kbsp->bps", weight, prior_grad),
