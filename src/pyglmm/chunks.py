@@ -88,7 +88,7 @@ class EffectShift:
     x_tilde: FloatArray  # (n, p) X + Z A, observations in block order
     z_slope: FloatArray  # (n, p) Z A
     gram: FloatArray  # (B, S, p, p) quadratic part of each statistic
-    operator: Any = None  # the projections as a sparse map of the draws
+    operator: Any  # the projections as a sparse map of the draws (scipy.sparse)
 
     @classmethod
     def build(cls, problem: Problem, slope: FloatArray, beta0: FloatArray) -> EffectShift:
@@ -105,8 +105,6 @@ class EffectShift:
 
     def projections(self, problem: Problem, u: FloatArray) -> FloatArray:
         """Projections of every draw's statistics on the shift: shape (m, B, S, p)."""
-        if self.operator is None:
-            return problem.prior.projections(u, self.slope)
         return problem.prior.projections_by(u, self.operator)
 
 
@@ -357,13 +355,13 @@ class ChunkMath:
             fixed = fixed - np.einsum("kbsp,s->kbp", prior_grad, prior.pi)
         scores[:, :, :p] = fixed.transpose(1, 0, 2)
         scores[:, :, p:] = (stats @ prior.score_stat + prior.score_const).transpose(1, 0, 2)
-        by_block = np.ascontiguousarray(weight.T)  # (B, m_j)
-        sq_by_block = by_block * by_block
-        score_sum = (by_block[:, None, :] @ scores)[:, 0, :]
+        weight_by_block = np.ascontiguousarray(weight.T)  # (B, m_j)
+        sq_weight_by_block = weight_by_block * weight_by_block
+        score_sum = (weight_by_block[:, None, :] @ scores)[:, 0, :]
         centred = scores - (score_sum / weight_sum[:, None])[:, None, :]
-        score_scatter = np.swapaxes(centred * by_block[:, :, None], 1, 2) @ centred
+        score_scatter = np.swapaxes(centred * weight_by_block[:, :, None], 1, 2) @ centred
         batches = ({} if not chunk.n_batches
-                   else _batch_moments(by_block, scores, chunk.n_batches))
+                   else _batch_moments(weight_by_block, scores, chunk.n_batches))
         return ChunkRecord(
             n_draws=n_draws,
             max_log_weight=top,
@@ -372,9 +370,9 @@ class ChunkMath:
             score_scatter=score_scatter,
             variance_sum=self._reducer.weighted_column_sums(weight, variance),
             stat_sum=np.einsum("kb,kbs->bs", weight, stats),
-            sq_weight_sum=sq_by_block.sum(axis=1),
-            sq_score_sum=(sq_by_block[:, None, :] @ scores)[:, 0, :],
-            sq_score_outer=np.swapaxes(scores * sq_by_block[:, :, None], 1, 2) @ scores,
+            sq_weight_sum=sq_weight_by_block.sum(axis=1),
+            sq_score_sum=(sq_weight_by_block[:, None, :] @ scores)[:, 0, :],
+            sq_score_outer=np.swapaxes(scores * sq_weight_by_block[:, :, None], 1, 2) @ scores,
             top_log_weights=_largest(log_weight.T, self.n_top),
             beta_stat_sum=None if prior_grad is None
             else np.einsum("kb,kbsp->bps", weight, prior_grad),

@@ -75,17 +75,21 @@ _Z_RANGE = (-8.5, 8.5)
 _Z_STEP = 0.01
 
 
-@functools.lru_cache(maxsize=8)
 def sobol_net(n_dims: int, n_points: int) -> NDArray[np.uint32]:
     """The first ``n_points`` points of the fixed scrambled Sobol sequence, as integers.
 
     Returns an ``(n_points, n_dims)`` read-only array of ``BITS``-bit integers (point
-    ``i`` is ``net[i] / 2^BITS``). The sequence is built for the next power of two and
-    cut, so every length shares one cached net per dimension and power of two.
+    ``i`` is ``net[i] / 2^BITS``): a prefix of the net built, and cached, for the next
+    power of two, so every length up to it shares one net per dimension.
     """
-    size = 1 << max(0, int(n_points - 1).bit_length())
+    return _sobol_net_of_size(n_dims, 1 << max(0, int(n_points - 1).bit_length()))[:n_points]
+
+
+@functools.lru_cache(maxsize=8)
+def _sobol_net_of_size(n_dims: int, size: int) -> NDArray[np.uint32]:
+    """The first ``size`` (a power of two) points of the net: built once per process."""
     engine = qmc.Sobol(d=n_dims, scramble=True, bits=BITS, seed=NET_SEED)
-    net = np.rint(engine.random(size) * 2.0**BITS).astype(np.uint32)[:n_points]
+    net = np.rint(engine.random(size) * 2.0**BITS).astype(np.uint32)
     net.setflags(write=False)
     return net
 
