@@ -175,3 +175,16 @@ def test_floor_variances_leaves_a_feasible_point_alone():
     lay = _mixed_layout()
     psi = _mixed_psi()
     np.testing.assert_allclose(lay.floor_variances(psi, 1e-4), psi, rtol=1e-12, atol=1e-14)
+
+
+def test_unconstrained_jacobian_matches_finite_differences():
+    lay = _mixed_layout()
+    z = lay.to_unconstrained(_mixed_psi()) + np.linspace(-0.2, 0.3, lay.n_random)
+    jacobian = lay.unconstrained_jacobian(z)
+    fd = np.empty_like(jacobian)
+    for j in range(z.size):
+        up, down = z.copy(), z.copy()
+        up[j] += 1e-6
+        down[j] -= 1e-6
+        fd[:, j] = (lay.from_unconstrained(up) - lay.from_unconstrained(down)) / 2e-6
+    np.testing.assert_allclose(jacobian, fd, rtol=0, atol=1e-8 * np.abs(fd).max())

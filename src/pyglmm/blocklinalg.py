@@ -105,6 +105,8 @@ class BlockCholesky:
     factors: tuple[BlockFactor, ...]
     half_log_det: FloatArray
     _inverses: dict[int, FloatArray] = field(default_factory=dict, repr=False, compare=False)
+    _covariances: dict[int, FloatArray] = field(default_factory=dict, repr=False,
+                                                compare=False)
 
     @classmethod
     def from_blocks(
@@ -132,6 +134,34 @@ class BlockCholesky:
             identity = np.broadcast_to(np.eye(factor.shape[-1]), factor.shape)
             self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
         return self._inverses[g]
+
+    def inverse_entries(self, rows: IntArray, cols: IntArray) -> FloatArray | None:
+        """Entries ``(P^{-1})[rows[k], cols[k]]`` for pairs of effects of the same block.
+
+        The inverse of each block, ``L_b^{-T} L_b^{-1}``, is formed once. Returns None
+        when some block is a large crossed block (its inverse is never formed).
+        """
+        if any(isinstance(f, CrossedFactor) for f in self.factors):
+            return None
+        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+        n_effects = sum(group.index.size for group in self.groups)
+        where = np.empty((3, n_effects), dtype=np.intp)  # group, block in group, position
+        for g, group in enumerate(self.groups):
+            n_in, d = group.index.shape
+            where[0, group.index] = g
+            where[1, group.index] = np.arange(n_in)[:, None]
+            where[2, group.index] = np.arange(d)[None, :]
+        out = np.empty(rows.size)
+        for g in range(len(self.groups)):
+            mine = np.flatnonzero(where[0, rows] == g)
+            if not mine.size:
+                continue
+            if g not in self._covariances:
+                inverse = self.inverse_factor(g)
+                self._covariances[g] = np.swapaxes(inverse, 1, 2) @ inverse
+            r, c = rows[mine], cols[mine]
+            out[mine] = self._covariances[g][where[1, r], where[2, r], where[2, c]]
+        return out
 
     def _small(self, g: int) -> bool:
         factor = self.factors[g]

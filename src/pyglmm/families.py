@@ -68,6 +68,18 @@ class Family(ABC):
         mean, variance = self.mean_variance(eta, trials)
         return self.loglik_terms(eta, y, trials), mean, variance
 
+    def variance_derivative(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        """Return the derivative of the variance function, ``c'''(eta)``, elementwise.
+
+        It enters the gradient of the Laplace approximation (the curvature's
+        log-determinant moves with the linear predictor). The built-in families give it
+        in closed form; this default differentiates :meth:`variance` by central
+        differences (relative error below about 1e-9 for the built-in families' variances).
+        """
+        step = 2e-6 * (1.0 + np.abs(eta))
+        return (self.variance(eta + step, trials) - self.variance(eta - step, trials)) / (
+            2.0 * step)
+
     def mean(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
         """Return the mean :math:`c'(\\eta)`."""
         return self.mean_variance(eta, trials)[0]
@@ -205,6 +217,14 @@ def _logistic_variance(e: FloatArray) -> FloatArray:
     return e * inv * inv
 
 
+def _logistic_variance_derivative(eta: FloatArray) -> FloatArray:
+    """``c'''(eta) = mu (1 - mu) (1 - 2 mu)`` for the logistic mean ``mu``, written with
+    ``e = exp(-|eta|)`` as ``-sign(eta) e (1 - e) / (1 + e)^3``, free of cancellation."""
+    e = np.exp(-np.abs(eta))
+    inv = 1.0 / (1.0 + e)
+    return -np.sign(eta) * (e * inv * inv) * ((1.0 - e) * inv)
+
+
 class Bernoulli(Family):
     """Bernoulli responses in {0, 1} with logit link: :math:`c(\\eta)=\\log(1+e^\\eta)`."""
 
@@ -223,6 +243,9 @@ class Bernoulli(Family):
     ) -> tuple[FloatArray, FloatArray]:
         e, _, mean = _logistic_pieces(eta)
         return mean, _logistic_variance(e)
+
+    def variance_derivative(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        return _logistic_variance_derivative(eta)
 
     def all_terms(
         self, eta: FloatArray, y: FloatArray, trials: FloatArray
@@ -278,6 +301,9 @@ class Binomial(Family):
     ) -> tuple[FloatArray, FloatArray]:
         e, _, mean = _logistic_pieces(eta)
         return trials * mean, trials * _logistic_variance(e)
+
+    def variance_derivative(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        return trials * _logistic_variance_derivative(eta)
 
     def all_terms(
         self, eta: FloatArray, y: FloatArray, trials: FloatArray
@@ -347,6 +373,10 @@ class Poisson(Family):
     ) -> tuple[FloatArray, FloatArray]:
         mean = np.exp(np.minimum(eta, POISSON_ETA_MAX))
         return mean, mean
+
+    def variance_derivative(self, eta: FloatArray, trials: FloatArray) -> FloatArray:
+        # the capped variance is constant beyond the cap
+        return np.where(eta < POISSON_ETA_MAX, np.exp(np.minimum(eta, POISSON_ETA_MAX)), 0.0)
 
     def all_terms(
         self, eta: FloatArray, y: FloatArray, trials: FloatArray

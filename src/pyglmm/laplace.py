@@ -82,6 +82,57 @@ def laplace_loglik(
     return value, mode, chol
 
 
+def laplace_gradient(
+    problem: Problem, beta: FloatArray, nu: FloatArray, mode: FloatArray,
+    chol: BlockCholesky,
+) -> FloatArray | None:
+    """Gradient of :func:`laplace_loglik` in ``(beta, psi)``, from its mode and curvature.
+
+    With ``h(u)`` the log joint density and ``H = Z^T W Z + D^{-1}`` (``W`` the
+    variances ``c''(eta)``) at the mode ``u_hat``, the value is
+    ``h(u_hat) - 1/2 log det H``. The mode is stationary, so ``h`` contributes its
+    partial derivatives only; ``log det H`` moves with ``D`` and, through the
+    variance's slope ``c3 = dc''/d eta``, with the linear predictor, which moves with
+    ``beta`` and with the mode (``d u_hat = -H^{-1} (Z^T W X d beta + dD^{-1} u_hat)``).
+    With ``t_i = c3(eta_i) z_i^T H^{-1} z_i`` and ``v = H^{-1} Z^T t``:
+
+    * ``d/d beta = X^T (y - c'(eta) - t / 2 + W Z v / 2)``;
+    * ``d/d psi_j = d log f_psi(u_hat) / d psi_j - 1/2 tr(H^{-1} dD^{-1}/d psi_j)
+      + 1/2 u_hat^T (dD^{-1}/d psi_j) v``,
+
+    the last two as the prior's score at the statistics of ``H^{-1}`` and of the
+    symmetrised ``u_hat v^T`` (:meth:`pyglmm.prior.PriorLayout.pair_statistics`).
+    Returns None where a block is a large crossed block, whose inverse is never
+    formed (the Laplace fit then differentiates numerically).
+    """
+    columns, values = problem.z_columns, problem.z_values
+    layout = problem.prior
+    n_cols = columns.shape[1]
+    leverage = np.zeros(problem.y.size)  # z_i^T H^{-1} z_i
+    for c in range(n_cols):
+        for c2 in range(n_cols):
+            entries = chol.inverse_entries(columns[:, c], columns[:, c2])
+            if entries is None:
+                return None
+            leverage += entries if values is None else entries * values[:, c] * values[:, c2]
+    a, b = layout.pair_a, layout.pair_b
+    pair_cov = chol.inverse_entries(a, b)
+    assert pair_cov is not None
+    eta = problem.eta(beta, mode)
+    resid, variance = problem.residual_variance(eta)
+    slope = problem.family.variance_derivative(eta, problem.trials)
+    if problem.weights is not None:
+        slope = slope * problem.weights
+    t = leverage * slope
+    v = chol.solve(problem.zt_times(t))
+    grad_beta = problem.x.T @ (resid - 0.5 * t + 0.5 * variance * problem.z_times(v))
+    prior = problem.prior_at(nu)
+    products = mode[a] * mode[b] + pair_cov - 0.5 * (mode[a] * v[b] + mode[b] * v[a])
+    stats = layout.pair_statistics(products[None])[0]  # (B, S)
+    grad_psi = (stats @ prior.score_stat).sum(axis=0) + prior.score_const.sum(axis=0)
+    return np.asarray(np.concatenate([grad_beta, grad_psi]), dtype=np.float64)
+
+
 def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> LaplaceFit:
     """Maximise the Laplace approximation over ``beta`` and unconstrained ``psi``.
 
@@ -108,7 +159,7 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     def negative(x: FloatArray) -> float:
         # warm-started: the mode is solved to rounding error (a final full Newton step,
         # or chord steps to a decrement of 1e-20), so the value is a pure function of
-        # the parameters, as L-BFGS-B's finite differences need
+        # the parameters, as the gradient (or L-BFGS-B's finite differences) needs
         start, factor = warm.get("last", (None, None))
         value, mode, chol = laplace_loglik(
             problem, layout.beta(x), layout.from_unconstrained(layout.psi(x)), start=start,
@@ -118,6 +169,17 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
             return np.inf
         warm["last"] = (mode, chol)
         return -value
+
+    def negative_and_gradient(x: FloatArray) -> tuple[float, FloatArray]:
+        value = negative(x)
+        if not np.isfinite(value):
+            return np.inf, np.zeros_like(x)
+        mode, chol = warm["last"]
+        beta, z = layout.beta(x), layout.psi(x)
+        gradient = laplace_gradient(problem, beta, layout.from_unconstrained(z), mode, chol)
+        assert gradient is not None
+        gradient[p:] = layout.unconstrained_jacobian(z).T @ gradient[p:]
+        return value, -gradient
 
     start = np.concatenate([beta0, layout.to_unconstrained(layout.floor_variances(nu0, 1e-4))])
     logs = layout.unconstrained_is_log_variance()
@@ -129,8 +191,13 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         (LOG_NU_MIN * sc, np.log(1e6) * sc) if is_log else (None, None)
         for is_log, sc in zip(logs, scale, strict=True)
     ]
-    res = minimize(negative, start, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7})
+    options = {"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7}
+    if any(crossed is not None for crossed in problem.layout.crossed):
+        # a large crossed block: no inverse to differentiate the log-determinant with
+        res = minimize(negative, start, method="L-BFGS-B", bounds=bounds, options=options)
+    else:
+        res = minimize(negative_and_gradient, start, method="L-BFGS-B", jac=True,
+                       bounds=bounds, options=options)
     beta, nu = layout.beta(res.x), layout.from_unconstrained(layout.psi(res.x))
     last_mode, last_factor = warm.get("last", (None, None))
     value, mode, _ = laplace_loglik(problem, beta, nu, start=last_mode, factor=last_factor)

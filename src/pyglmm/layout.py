@@ -231,6 +231,31 @@ class ParameterLayout:
             out[index] = structure.from_covariance(chol @ chol.T)
         return out
 
+    def unconstrained_jacobian(self, z: FloatArray) -> FloatArray:
+        """``d psi / d z`` of :meth:`from_unconstrained` at ``z``: (R, R), block-diagonal
+        over the terms (diagonal ``psi`` for log variances; for a log-Cholesky term with
+        factor ``C``, ``dC C^T + C dC^T`` per coordinate)."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.all_diagonal:
+            return np.diag(np.exp(z))
+        out = np.zeros((self.n_random, self.n_random))
+        for t, structure in enumerate(self.structures):
+            index = self.term_index[t]
+            if structure.is_diagonal:
+                out[index, index] = np.exp(z[index])
+                continue
+            packed = structure.covariance(z[index])
+            chol = np.tril(packed)
+            np.fill_diagonal(chol, np.exp(np.diagonal(packed)))
+            for j, coordinate in enumerate(index):
+                unit = np.zeros(index.size)
+                unit[j] = 1.0
+                d_chol = np.tril(structure.covariance(unit))  # the coordinate's entry
+                d_chol[np.diag_indices_from(d_chol)] *= np.diagonal(chol)
+                d_sigma = d_chol @ chol.T
+                out[index, coordinate] = structure.from_covariance(d_sigma + d_sigma.T)
+        return out
+
     def unconstrained_is_log_variance(self) -> BoolArray:
         """Which unconstrained coordinates are logs (of a variance or a Cholesky diagonal)."""
         out = np.zeros(self.n_random, dtype=bool)

@@ -255,6 +255,14 @@ class PriorLayout:
             products = u[:, self.pair_a] * u[:, self.pair_b]
         return self._by_segment(np.add.reduceat(products, self.seg_starts, axis=1))
 
+    def pair_statistics(self, products: FloatArray) -> FloatArray:
+        """The statistics (m, B, S) from given products of the pairs, (m, n_pairs).
+
+        :meth:`statistics` of ``u`` is this of ``u[:, pair_a] * u[:, pair_b]``; with the
+        entries of a covariance matrix at the pairs it gives the statistics' expectation.
+        """
+        return self._by_segment(np.add.reduceat(products, self.seg_starts, axis=1))
+
     def projections(self, u: FloatArray, slope: FloatArray) -> FloatArray:
         """Half the derivative of the statistics of ``u + slope d`` in ``d`` at 0.
 
