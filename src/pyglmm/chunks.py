@@ -30,6 +30,7 @@ from .importance import Sampler
 from .kernels import fused_pass
 from .prior import PriorAt
 from .problem import Problem
+from .recordsums import record_sums
 
 FloatArray = NDArray[np.float64]
 
@@ -162,20 +163,11 @@ def _largest(values: FloatArray, count: int) -> FloatArray:
 
 
 def _batch_moments(
-    weight: FloatArray, scores: FloatArray, n_chains: int
+    batch_weight: FloatArray, batch_score: FloatArray, n_rows: int
 ) -> dict[str, Any]:
-    """The batch fields of a :class:`ChunkRecord`: one batch per chain or randomised point
-    set (row % n_chains). ``weight`` is (B, m_j) and ``scores`` (B, m_j, P), block by
-    block."""
-    n_blocks, n_rows = weight.shape
-    n_iter = -(-n_rows // n_chains)
-    weighted = scores * weight[:, :, None]
-    if n_iter * n_chains != n_rows:  # a last, shorter chunk: pad with zero rows
-        pad = n_iter * n_chains - n_rows
-        weight = np.pad(weight, ((0, 0), (0, pad)))
-        weighted = np.pad(weighted, ((0, 0), (0, pad), (0, 0)))
-    batch_weight = weight.reshape(n_blocks, n_iter, n_chains).sum(axis=1)  # (B, C)
-    batch_score = weighted.reshape(n_blocks, n_iter, n_chains, -1).sum(axis=1)  # (B, C, P)
+    """The batch fields of a :class:`ChunkRecord` from each batch's weight sum (B, C)
+    and score sum (B, C, P): one batch per chain or randomised point set (row % C)."""
+    n_chains = batch_weight.shape[1]
     lengths = np.bincount(np.arange(n_rows) % n_chains, minlength=n_chains).astype(float)
     return dict(
         batch_weight_sq=(batch_weight**2).sum(axis=1),
@@ -249,27 +241,6 @@ def _merge_batches(
     )
 
 
-class _BlockReducer:
-    """Per-block matrix products over observations, vectorised for few or many blocks."""
-
-    def __init__(self, problem: Problem) -> None:
-        blocks = problem.blocks
-        self.n_blocks = blocks.n_blocks
-        self.obs_block = blocks.obs_block
-        self.bounds = np.append(blocks.obs_starts, problem.y.size)
-        self.few = self.n_blocks <= 32
-
-    def weighted_column_sums(self, weights: FloatArray, values: FloatArray) -> FloatArray:
-        """Return ``sum_k weights[k, block(i)] values[k, i]`` for every observation i."""
-        if self.few:
-            out = np.empty(values.shape[1])
-            for b in range(self.n_blocks):
-                lo, hi = self.bounds[b], self.bounds[b + 1]
-                out[lo:hi] = weights[:, b] @ values[:, lo:hi]
-            return out
-        return np.einsum("ki,ki->i", weights[:, self.obs_block], values)
-
-
 class ChunkMath:
     """The per-chunk computations of the MCLA at one ``theta``, and record merging.
 
@@ -287,7 +258,6 @@ class ChunkMath:
         self.problem = problem
         self.shift = shift
         self.n_top = n_top
-        self._reducer = _BlockReducer(problem)
         self._prior_at: tuple[bytes, PriorAt] | None = None
         self.fused_pass = fused_pass
 
@@ -336,46 +306,34 @@ class ChunkMath:
     def chunk_record(self, chunk: ChunkSample, theta: FloatArray) -> ChunkRecord:
         """Compute the record of one chunk at ``theta`` (which must be feasible)."""
         problem = self.problem
-        p = problem.n_fixed
         prior = self.prior_at(theta)
         one = self.chunk_pass(chunk, theta)
-        log_weight, fixed_scores, variance = one.log_weight, one.fixed_scores, one.variance
-        stats, prior_grad = one.stats, one.prior_grad
-        top = log_weight.max(axis=0)
-        weight = np.exp(log_weight - top)
-        weight_sum = weight.sum(axis=0)
-
-        # the scores block by block, (B, m_j, P): every per-block product below is then a
-        # batched matrix product over contiguous rows
-        n_blocks, n_draws = problem.blocks.n_blocks, chunk.n_draws
-        n_random = prior.score_stat.shape[1]
-        scores = np.empty((n_blocks, n_draws, p + n_random))
-        fixed = fixed_scores
+        log_weight, prior_grad = one.log_weight, one.prior_grad
+        fixed = one.fixed_scores
         if prior_grad is not None:
             fixed = fixed - np.einsum("kbsp,s->kbp", prior_grad, prior.pi)
-        scores[:, :, :p] = fixed.transpose(1, 0, 2)
-        scores[:, :, p:] = (stats @ prior.score_stat + prior.score_const).transpose(1, 0, 2)
-        weight_by_block = np.ascontiguousarray(weight.T)  # (B, m_j)
-        sq_weight_by_block = weight_by_block * weight_by_block
-        score_sum = (weight_by_block[:, None, :] @ scores)[:, 0, :]
-        centred = scores - (score_sum / weight_sum[:, None])[:, None, :]
-        score_scatter = np.swapaxes(centred * weight_by_block[:, :, None], 1, 2) @ centred
+        sums = record_sums(log_weight, fixed, one.stats, prior.score_stat,
+                           prior.score_const, one.variance, problem.blocks.obs_starts,
+                           chunk.n_batches)
+        beta_stat_sum = None
+        if prior_grad is not None:
+            weight = np.exp(log_weight - sums.max_log_weight)
+            beta_stat_sum = np.einsum("kb,kbsp->bps", weight, prior_grad)
         batches = ({} if not chunk.n_batches
-                   else _batch_moments(weight_by_block, scores, chunk.n_batches))
+                   else _batch_moments(sums.batch_weight, sums.batch_score, chunk.n_draws))
         return ChunkRecord(
-            n_draws=n_draws,
-            max_log_weight=top,
-            weight_sum=weight_sum,
-            score_sum=score_sum,
-            score_scatter=score_scatter,
-            variance_sum=self._reducer.weighted_column_sums(weight, variance),
-            stat_sum=np.einsum("kb,kbs->bs", weight, stats),
-            sq_weight_sum=sq_weight_by_block.sum(axis=1),
-            sq_score_sum=(sq_weight_by_block[:, None, :] @ scores)[:, 0, :],
-            sq_score_outer=np.swapaxes(scores * sq_weight_by_block[:, :, None], 1, 2) @ scores,
+            n_draws=chunk.n_draws,
+            max_log_weight=sums.max_log_weight,
+            weight_sum=sums.weight_sum,
+            score_sum=sums.score_sum,
+            score_scatter=sums.score_scatter,
+            variance_sum=sums.variance_sum,
+            stat_sum=sums.stat_sum,
+            sq_weight_sum=sums.sq_weight_sum,
+            sq_score_sum=sums.sq_score_sum,
+            sq_score_outer=sums.sq_score_outer,
             top_log_weights=_largest(log_weight.T, self.n_top),
-            beta_stat_sum=None if prior_grad is None
-            else np.einsum("kb,kbsp->bps", weight, prior_grad),
+            beta_stat_sum=beta_stat_sum,
             **batches,
         )
 
