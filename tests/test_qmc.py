@@ -175,3 +175,21 @@ def test_auto_uses_points_up_to_48_effects_a_block():
     assert not glmm_mixture.uses_qmc(1)
     assert dataclasses.replace(settings, sampler="qmc").uses_qmc(500)
     assert not dataclasses.replace(settings, sampler="importance").uses_qmc(1)
+
+
+def test_normal_quantile_matches_ndtri_to_a_few_ulps():
+    """AS 241 is accurate to about 1e-16; against scipy's ndtri (Cephes) both errors
+    add: 1e-15 relative covers them, from p = 1e-300 to 1 - 1e-16."""
+    from scipy.special import ndtri
+
+    from pyglmm.qmc import normal_quantile
+
+    p = np.concatenate([np.logspace(-300, -1, 3000),
+                        np.random.default_rng(4).random(20_000),
+                        1.0 - np.logspace(-16, -1, 1000), [0.5, 0.075, 0.925]])
+    got, want = normal_quantile(p), ndtri(p)
+    np.testing.assert_allclose(got, want, rtol=2e-15, atol=0)
+    np.testing.assert_array_equal(normal_quantile(p[:24_000].reshape(-1, 4)),
+                                  got[:24_000].reshape(-1, 4))
+    np.testing.assert_array_equal(normal_quantile(np.array([0.0, 1.0, 1.5, np.nan])),
+                                  [-np.inf, np.inf, np.nan, np.nan])
