@@ -262,8 +262,7 @@ def mode_slope(
     """
     eta = problem.eta(beta, mode)
     weighted_x = problem.residual_variance(eta)[1][:, None] * problem.x
-    ztvx = np.stack([problem.zt_times(weighted_x[:, j]) for j in range(problem.n_fixed)], 1)
-    return -solve_columns(chol, ztvx)
+    return -solve_columns(chol, problem.zt_times(weighted_x))
 
 
 def glmm_mixture(

@@ -80,6 +80,10 @@ class _InnerSolver:
         self.beta = np.zeros(problem.n_fixed)
         self.s = np.zeros(problem.n_effects)
         self.last_factor: BlockCholesky | None = None
+        # blocks small enough that a factorisation costs about what a solve does: Newton
+        # steps (quadratic convergence) beat chord steps with the previous factor
+        self.cheap_factor = bool(problem.blocks.block_sizes.max() <= 64) and not any(
+            crossed is not None for crossed in problem.layout.crossed)
 
     def penalised(self, beta: FloatArray, s: FloatArray, a: FloatArray) -> float:
         problem = self.problem
@@ -102,8 +106,7 @@ class _InnerSolver:
         grad_beta = problem.x.T @ resid
         grad_s = a * problem.zt_times(resid) - s
         vx = variance[:, None] * problem.x
-        coupling = np.stack([problem.zt_times(vx[:, j]) for j in range(vx.shape[1])], 1)
-        coupling *= a[:, None]  # (q, p) = (X^T V Z A)^T
+        coupling = problem.zt_times(vx) * a[:, None]  # (q, p) = (X^T V Z A)^T
         xtvx = problem.x.T @ vx
         return np.concatenate([grad_beta, grad_s]), coupling, xtvx, variance
 
@@ -144,7 +147,7 @@ class _InnerSolver:
         value = self.penalised(beta, s, a)
         stale, previous = self.last_factor, np.inf
         converged = False
-        for _ in range(max_iter if stale is not None else 0):
+        for _ in range(max_iter if stale is not None and not self.cheap_factor else 0):
             d_beta, d_s, decrement, _ = self.step(beta, s, a, stale)
             if not decrement <= 0.1 * previous:
                 break  # slow (or no) convergence: Newton's method takes over

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sparse
 from numpy.typing import NDArray
 
 from .blocklinalg import BlockMatrices, PrecisionLayout, SizeGroup, crossed_layouts, size_groups
 from .blocks import BlockStructure, find_blocks
 from .crossed import CROSSED_MIN_SIZE
-from .design import Design, z_gather, zt_scatter
+from .design import Design, z_gather
 from .families import Family
 from .layout import ParameterLayout
 from .prior import PriorAt, PriorLayout
@@ -116,8 +117,23 @@ class Problem:
         return z_gather(self.z_columns, u, self.z_values)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
-        """Return ``Z^T r`` for a block-ordered n-vector ``r``: a block-ordered q-vector."""
-        return zt_scatter(self.z_columns, r, self.n_effects, self.z_values)
+        """Return ``Z^T r`` for a block-ordered n-vector ``r`` (a q-vector) or (n, c)
+        matrix (a (q, c) matrix), by the sparse :attr:`zt_matrix`."""
+        return np.asarray(self.zt_matrix @ r, dtype=np.float64)
+
+    @cached_property
+    def zt_matrix(self) -> sparse.csr_matrix:
+        """``Z^T`` as a sparse (q, n) matrix in block order (built once): one call for
+        any number of columns, where a scatter per column and term cost ten times more
+        in the PQL and conditional-mode iterations."""
+        n, n_cols = self.z_columns.shape
+        values = np.ones((n, n_cols)) if self.z_values is None else self.z_values
+        rows = np.repeat(np.arange(n), n_cols)
+        z = sparse.csr_matrix((values.ravel(), (rows, self.z_columns.ravel())),
+                              shape=(n, self.n_effects))
+        zt = z.T.tocsr()
+        zt.sort_indices()
+        return zt
 
     def precision(
         self,
