@@ -41,12 +41,14 @@ CASES = {
                                        {"weights": "w", "offset": "off"}),
     "binomial, two terms": ("cbind(succ, fail) ~ x + (1 | g) + (0 + x | g)", None,
                             "binomial", {}),
+    "tied variances": ("y ~ x", ["~ 0 + a", "~ 0 + b"], "bernoulli",
+                       {"varcomps_equal": [1, 1]}),
 }
 
 
 def _problem(case: str) -> Problem:
     fixed, random, family_name, extra = CASES[case]
-    if case == "crossed bernoulli":
+    if case in ("crossed bernoulli", "tied variances"):
         frame = simulate_glmm("bernoulli", 600, {"a": 30, "b": 12}, beta=(-0.3, 0.5),
                               nu=(0.6, 0.4), rng=5)
     else:
