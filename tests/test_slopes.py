@@ -158,7 +158,7 @@ def test_integer_weights_equal_duplicated_rows(kw):
     """R glmm's weights: w_i times row i's log-density, i.e. row i repeated w_i times.
 
     The default chunk size depends on the number of rows, so both fits set it: then
-    they draw the same sample and agree to rounding (measured 1e-11 and 4e-9).
+    they draw the same sample and agree to rounding (measured 1e-11 and 6e-11).
     """
     data = simulate_glmm("bernoulli", 300, {"g": 30}, beta=(0.2, 0.7), nu=[0.6], rng=21)
     w = np.arange(len(data)) % 3 + 1

@@ -141,7 +141,8 @@ class _InnerSolver:
 
         The factor of the previous call (at other scales) first drives chord steps,
         while they converge fast, to a decrement of ``tol**2``; Newton's method takes
-        over otherwise. Returns the factor at the solution.
+        over otherwise (and at once where factorisations are cheap), with a last full
+        step once the decrement is below ``tol``. Returns the factor at the solution.
         """
         beta, s = self.beta, self.s
         value = self.penalised(beta, s, a)
@@ -162,6 +163,9 @@ class _InnerSolver:
         for _ in range(0 if converged else max_iter):
             d_beta, d_s, decrement, chol = self.step(beta, s, a, None)
             if decrement < tol:
+                # inside the region of quadratic convergence: one more full step makes
+                # the solution exact to rounding (the factor is then taken there)
+                beta, s, chol = beta + d_beta, s + d_s, None
                 break
             size = 1.0
             while size > 1e-12:
