@@ -117,3 +117,21 @@ def test_kernel_with_slope_values_and_weights_matches_numpy(family: str, weighte
     for a, b, c in zip(kernel, reference, given, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
         np.testing.assert_allclose(c, b, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("rows", [3, 500])
+def test_gather_rows_is_z_gather_to_the_last_bit(weighted, rows):
+    """Compiled (500 rows) or numpy (3 rows), ``Z u`` is the same sums in the same order."""
+    from pyglmm.design import z_gather
+    from pyglmm.kernels import gather_rows
+
+    rng = np.random.default_rng(rows)
+    u = rng.normal(size=(rows, 50))
+    columns = np.stack([rng.integers(0, 20, 300), rng.integers(20, 45, 300),
+                        rng.integers(45, 50, 300)], axis=1).astype(np.intp)
+    values = rng.normal(size=(300, 3)) if weighted else None
+    np.testing.assert_array_equal(gather_rows(columns, u, values),
+                                  z_gather(columns, u, values))
+    np.testing.assert_array_equal(gather_rows(columns, u[0], values),
+                                  z_gather(columns, u[0], values))

@@ -15,7 +15,8 @@ logistic families the sum of ``log(1 + exp(-|eta|))`` over a run of at most 256
 observations is taken as the log of a product, one ``log`` per run instead of per
 element (each factor lies in (1, 2], so the product cannot overflow).
 :func:`fused_pass_numpy` is the plain numpy reference the tests pin the kernel to;
-it also serves families that have no kernel.
+it also serves families that have no kernel. :func:`gather_rows` forms a chunk's
+``Z u`` the same way, compiled, with the numbers of :func:`pyglmm.design.z_gather`.
 """
 
 from __future__ import annotations
@@ -254,3 +255,43 @@ def fused_pass(
         trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores, variance,
     )
     return loglik, scores, variance
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gather_kernel(
+    u: FloatArray, columns: IntArray, values: FloatArray, weighted: bool, out: FloatArray
+) -> None:  # pragma: no cover - compiled; pinned to z_gather by the tests
+    m = u.shape[0]
+    n, n_columns = columns.shape
+    for k in numba.prange(m):
+        for i in range(n):
+            if weighted:
+                acc = u[k, columns[i, 0]] * values[i, 0]
+                for c in range(1, n_columns):
+                    acc += u[k, columns[i, c]] * values[i, c]
+            else:
+                acc = u[k, columns[i, 0]]
+                for c in range(1, n_columns):
+                    acc += u[k, columns[i, c]]
+            out[k, i] = acc
+
+
+#: Rows of draws from which :func:`gather_rows` runs compiled (fewer: numpy's ``take``).
+GATHER_MIN_ROWS = 16
+
+
+def gather_rows(
+    z_columns: IntArray, u: FloatArray, z_values: FloatArray | None = None
+) -> FloatArray:
+    """``Z u`` of :func:`pyglmm.design.z_gather`, the same numbers to the last bit, compiled
+    and parallel over the rows when ``u`` is a chunk of draws (m, q) (a quarter of
+    numpy's time for salamander's 2,000 x 360; BENCHMARKS.md section 7)."""
+    if u.ndim != 2 or u.shape[0] < GATHER_MIN_ROWS:
+        return z_gather(z_columns, u, z_values)
+    out = np.empty((u.shape[0], z_columns.shape[0]))
+    values = np.ones((1, 1)) if z_values is None else np.ascontiguousarray(z_values,
+                                                                           np.float64)
+    _gather_kernel(np.ascontiguousarray(u, np.float64),
+                   np.ascontiguousarray(z_columns, np.intp), values, z_values is not None,
+                   out)
+    return out

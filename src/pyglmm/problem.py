@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 from .blocklinalg import BlockMatrices, PrecisionLayout, SizeGroup, crossed_layouts, size_groups
 from .blocks import BlockStructure, find_blocks
 from .crossed import CROSSED_MIN_SIZE
-from .design import Design, z_gather
+from .design import Design
 from .families import Family
+from .kernels import gather_rows
 from .layout import ParameterLayout
 from .prior import PriorAt, PriorLayout
 
@@ -114,7 +115,7 @@ class Problem:
 
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for block-ordered ``u`` (..., q): shape (..., n) in block order."""
-        return z_gather(self.z_columns, u, self.z_values)
+        return gather_rows(self.z_columns, u, self.z_values)
 
     def zt_times(self, r: FloatArray) -> FloatArray:
         """Return ``Z^T r`` for a block-ordered n-vector ``r`` (a q-vector) or (n, c)
