@@ -193,3 +193,16 @@ def test_normal_quantile_matches_ndtri_to_a_few_ulps():
                                   got[:24_000].reshape(-1, 4))
     np.testing.assert_array_equal(normal_quantile(np.array([0.0, 1.0, 1.5, np.nan])),
                                   [-np.inf, np.inf, np.nan, np.nan])
+
+
+def test_shifted_normals_are_the_quantiles_of_the_shifted_points_to_the_last_bit():
+    from pyglmm.qmc import normal_quantile, shifted_normals, shifted_uniforms
+
+    rng = np.random.default_rng(9)
+    net = sobol_net(12, 64)
+    shifts = rng.integers(0, 1 << BITS, size=(8, 12), dtype=np.uint32)
+    dims = np.array([0, 3, 4, 11, 7], dtype=np.intp)
+    uniforms = shifted_uniforms(net, shifts, dims)
+    assert uniforms.shape == (64 * 8, 5)
+    np.testing.assert_array_equal(uniforms[8 * 5 + 3], ((net[5] ^ shifts[3]) * 2.0**-BITS)[dims])
+    np.testing.assert_array_equal(shifted_normals(net, shifts, dims), normal_quantile(uniforms))

@@ -185,24 +185,61 @@ def _ratio(num: tuple[float, ...], den: tuple[float, ...], r: float) -> float:
     return top / bottom
 
 
+@numba.njit(inline="always")
+def _phi_inverse(p: float) -> float:
+    q = p - 0.5
+    if not 0.0 < p < 1.0:  # the limits (and NaN for NaN)
+        return -np.inf if p == 0.0 else np.inf if p == 1.0 else np.nan
+    if abs(q) <= 0.425:
+        return q * _ratio(_CENTRE_NUM, _CENTRE_DEN, 0.180625 - q * q)
+    r = np.sqrt(-np.log(p if q < 0.0 else 1.0 - p))
+    if r <= 5.0:
+        value = _ratio(_NEAR_NUM, _NEAR_DEN, r - 1.6)
+    else:
+        value = _ratio(_FAR_NUM, _FAR_DEN, r - 5.0)
+    return -value if q < 0.0 else value
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _normal_quantile_kernel(
     p: FloatArray, out: FloatArray
 ) -> None:  # pragma: no cover - compiled; pinned to scipy's ndtri by the tests
     for i in numba.prange(p.size):
-        q = p[i] - 0.5
-        if not 0.0 < p[i] < 1.0:  # the limits (and NaN for NaN)
-            out[i] = -np.inf if p[i] == 0.0 else np.inf if p[i] == 1.0 else np.nan
-            continue
-        if abs(q) <= 0.425:
-            out[i] = q * _ratio(_CENTRE_NUM, _CENTRE_DEN, 0.180625 - q * q)
-            continue
-        r = np.sqrt(-np.log(p[i] if q < 0.0 else 1.0 - p[i]))
-        if r <= 5.0:
-            value = _ratio(_NEAR_NUM, _NEAR_DEN, r - 1.6)
-        else:
-            value = _ratio(_FAR_NUM, _FAR_DEN, r - 5.0)
-        out[i] = -value if q < 0.0 else value
+        out[i] = _phi_inverse(p[i])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _shifted_normal_kernel(
+    net: NDArray[np.uint32], shifts: NDArray[np.uint32], dims: NDArray[np.intp],
+    out: FloatArray,
+) -> None:  # pragma: no cover - compiled; pinned to the numpy steps by the tests
+    n_sets = shifts.shape[0]
+    for row in numba.prange(out.shape[0]):
+        t = row // n_sets
+        r = row - t * n_sets
+        for j in range(dims.size):
+            d = dims[j]
+            p = float(net[t, d] ^ shifts[r, d]) * 2.0**-BITS
+            out[row, j] = _phi_inverse(min(max(p, _EDGE), 1.0 - _EDGE))
+
+
+def shifted_uniforms(net: NDArray[np.uint32], shifts: NDArray[np.uint32],
+                     dims: NDArray[np.intp]) -> FloatArray:
+    """Coordinates ``dims`` of the digitally shifted sets, rows ``t * n_sets + r``: point
+    ``t`` of ``net`` XOR shift ``r``, as uniforms in [2^-53, 1 - 2^-53]."""
+    shifted = net[:, None, dims] ^ shifts[None, :, dims]  # (t, r, dim)
+    points = np.multiply(shifted.reshape(-1, dims.size), 2.0**-BITS, dtype=np.float64)
+    return np.clip(points, _EDGE, 1.0 - _EDGE, out=points)
+
+
+def shifted_normals(net: NDArray[np.uint32], shifts: NDArray[np.uint32],
+                    dims: NDArray[np.intp]) -> FloatArray:
+    """:func:`normal_quantile` of :func:`shifted_uniforms`, the same numbers to the last
+    bit, in one compiled pass (no uniforms are stored)."""
+    out = np.empty((net.shape[0] * shifts.shape[0], dims.size))
+    _shifted_normal_kernel(np.ascontiguousarray(net), np.ascontiguousarray(shifts),
+                           np.ascontiguousarray(dims, dtype=np.intp), out)
+    return out
 
 
 def normal_quantile(p: FloatArray) -> FloatArray:
@@ -258,19 +295,16 @@ class QMCSampler:
         chi_dim = blocks.effect_starts + np.arange(blocks.n_blocks) + blocks.block_sizes
         n_dims = qmc_dimension(problem, heavy)
         shifts = rng.integers(0, 1 << BITS, size=(n_sets, n_dims), dtype=np.uint32)
-        shifted = sobol_net(n_dims, per_set)[:, None, :] ^ shifts[None]  # (t, r, dim)
-        points = np.multiply(shifted.reshape(per_set * n_sets, n_dims), 2.0**-BITS,
-                             dtype=np.float64)
-        np.clip(points, _EDGE, 1.0 - _EDGE, out=points)
-        u = component.transform(normal_quantile(points[:, effect_dim]))
+        net = sobol_net(n_dims, per_set)
+        u = component.transform(shifted_normals(net, shifts, effect_dim))
         if heavy:
             df = np.broadcast_to(np.asarray(component.df, dtype=np.float64),
                                  (blocks.n_blocks,))
             scale = np.empty((per_set * n_sets, blocks.n_blocks))
             for value in np.unique(df):  # one table per degree of freedom
                 cols = np.flatnonzero(df == value)
-                scale[:, cols] = np.sqrt(
-                    chi2_quantile(points[:, chi_dim[cols]], float(value)) / value)
+                scale[:, cols] = np.sqrt(chi2_quantile(
+                    shifted_uniforms(net, shifts, chi_dim[cols]), float(value)) / value)
             u /= scale[:, blocks.effect_block]
         u += component.location
         return u[:n_draws]
