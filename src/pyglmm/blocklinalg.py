@@ -107,6 +107,7 @@ class BlockCholesky:
     _inverses: dict[int, FloatArray] = field(default_factory=dict, repr=False, compare=False)
     _covariances: dict[int, FloatArray] = field(default_factory=dict, repr=False,
                                                 compare=False)
+    _slots: list[IntArray] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_blocks(
@@ -144,13 +145,7 @@ class BlockCholesky:
         if any(isinstance(f, CrossedFactor) for f in self.factors):
             return None
         rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
-        n_effects = sum(group.index.size for group in self.groups)
-        where = np.empty((3, n_effects), dtype=np.intp)  # group, block in group, position
-        for g, group in enumerate(self.groups):
-            n_in, d = group.index.shape
-            where[0, group.index] = g
-            where[1, group.index] = np.arange(n_in)[:, None]
-            where[2, group.index] = np.arange(d)[None, :]
+        where = self._effect_slots()
         out = np.empty(rows.size)
         for g in range(len(self.groups)):
             mine = np.flatnonzero(where[0, rows] == g)
@@ -162,6 +157,20 @@ class BlockCholesky:
             r, c = rows[mine], cols[mine]
             out[mine] = self._covariances[g][where[1, r], where[2, r], where[2, c]]
         return out
+
+    def _effect_slots(self) -> IntArray:
+        """Per block-ordered effect: its size group, its block's place in the group and
+        its position in the block, (3, q) (computed once)."""
+        if not self._slots:
+            n_effects = sum(group.index.size for group in self.groups)
+            where = np.empty((3, n_effects), dtype=np.intp)
+            for g, group in enumerate(self.groups):
+                n_in, d = group.index.shape
+                where[0, group.index] = g
+                where[1, group.index] = np.arange(n_in)[:, None]
+                where[2, group.index] = np.arange(d)[None, :]
+            self._slots.append(where)
+        return self._slots[0]
 
     def _small(self, g: int) -> bool:
         factor = self.factors[g]

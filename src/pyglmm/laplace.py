@@ -107,17 +107,19 @@ def laplace_gradient(
     """
     columns, values = problem.z_columns, problem.z_values
     layout = problem.prior
-    n_cols = columns.shape[1]
-    leverage = np.zeros(problem.y.size)  # z_i^T H^{-1} z_i
-    for c in range(n_cols):
-        for c2 in range(n_cols):
-            entries = chol.inverse_entries(columns[:, c], columns[:, c2])
-            if entries is None:
-                return None
-            leverage += entries if values is None else entries * values[:, c] * values[:, c2]
+    n_obs, n_cols = columns.shape
     a, b = layout.pair_a, layout.pair_b
-    pair_cov = chol.inverse_entries(a, b)
-    assert pair_cov is not None
+    # every (column, column) pair of every observation, then the prior's pairs
+    rows = np.concatenate([np.repeat(columns, n_cols, axis=1).T.ravel(), a])
+    cols = np.concatenate([np.tile(columns, n_cols).T.ravel(), b])
+    entries = chol.inverse_entries(rows, cols)
+    if entries is None:
+        return None
+    products = entries[:n_obs * n_cols * n_cols].reshape(n_cols * n_cols, n_obs)
+    if values is not None:
+        products = products * np.repeat(values, n_cols, axis=1).T * np.tile(values, n_cols).T
+    leverage = products.sum(axis=0)  # z_i^T H^{-1} z_i
+    pair_cov = entries[n_obs * n_cols * n_cols:]
     eta = problem.eta(beta, mode)
     resid, variance = problem.residual_variance(eta)
     slope = problem.family.variance_derivative(eta, problem.trials)
@@ -127,8 +129,8 @@ def laplace_gradient(
     v = chol.solve(problem.zt_times(t))
     grad_beta = problem.x.T @ (resid - 0.5 * t + 0.5 * variance * problem.z_times(v))
     prior = problem.prior_at(nu)
-    products = mode[a] * mode[b] + pair_cov - 0.5 * (mode[a] * v[b] + mode[b] * v[a])
-    stats = layout.pair_statistics(products[None])[0]  # (B, S)
+    pair_products = mode[a] * mode[b] + pair_cov - 0.5 * (mode[a] * v[b] + mode[b] * v[a])
+    stats = layout.pair_statistics(pair_products[None])[0]  # (B, S)
     grad_psi = (stats @ prior.score_stat).sum(axis=0) + prior.score_const.sum(axis=0)
     return np.asarray(np.concatenate([grad_beta, grad_psi]), dtype=np.float64)
 
@@ -175,9 +177,10 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         if not np.isfinite(value):
             return np.inf, np.zeros_like(x)
         mode, chol = warm["last"]
-        beta, z = layout.beta(x), layout.psi(x)
-        gradient = laplace_gradient(problem, beta, layout.from_unconstrained(z), mode, chol)
-        assert gradient is not None
+        z = layout.psi(x)
+        gradient = laplace_gradient(problem, layout.beta(x), layout.from_unconstrained(z),
+                                    mode, chol)
+        assert gradient is not None  # no crossed block (checked below)
         gradient[p:] = layout.unconstrained_jacobian(z).T @ gradient[p:]
         return value, -gradient
 
@@ -192,7 +195,7 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         for is_log, sc in zip(logs, scale, strict=True)
     ]
     options = {"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7}
-    if any(crossed is not None for crossed in problem.layout.crossed):
+    if problem.has_crossed_blocks:
         # a large crossed block: no inverse to differentiate the log-determinant with
         res = minimize(negative, start, method="L-BFGS-B", bounds=bounds, options=options)
     else:

@@ -113,6 +113,12 @@ class Problem:
         """Number of random effects ``q``."""
         return int(self.effect_component.size)
 
+    @property
+    def has_crossed_blocks(self) -> bool:
+        """Whether some block is factored by its Schur complement (:mod:`pyglmm.crossed`),
+        so that its inverse is never formed."""
+        return any(crossed is not None for crossed in self.layout.crossed)
+
     def z_times(self, u: FloatArray) -> FloatArray:
         """Return ``Z u`` for block-ordered ``u`` (..., q): shape (..., n) in block order."""
         return gather_rows(self.z_columns, u, self.z_values)

@@ -9,8 +9,7 @@ observation ``sum w c''(eta)``, and per batch (draw ``k`` in batch ``k % C``) th
 and score sums. In numpy these are a dozen passes over ``(B, m_j, P)`` arrays with
 transposed copies (1.7-3.7 ms a salamander or cbpp chunk, more than the kernel's own
 pass there, BENCHMARKS.md section 7). :func:`record_sums` takes them in one pass per
-block, parallel over the blocks; :func:`record_sums_numpy` is the reference it is
-pinned to in the tests.
+block, parallel over the blocks; the tests pin it to a plain numpy version.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def _record_sums_kernel(
     variance_sum: FloatArray,
     batch_weight: FloatArray,
     batch_score: FloatArray,
-) -> None:  # pragma: no cover - compiled; pinned to record_sums_numpy by the tests
+) -> None:  # pragma: no cover - compiled; pinned to a numpy version by the tests
     m, n_blocks = log_weight.shape
     p = fixed.shape[2]
     n_stats = stats.shape[2]
@@ -198,40 +197,3 @@ def record_sums(
         out.variance_sum, out.batch_weight, out.batch_score,
     )
     return out
-
-
-def record_sums_numpy(
-    log_weight: FloatArray,
-    fixed: FloatArray,
-    stats: FloatArray,
-    score_stat: FloatArray,
-    score_const: FloatArray,
-    variance: FloatArray,
-    obs_starts: IntArray,
-    n_batches: int,
-) -> RecordSums:
-    """Reference implementation of :func:`record_sums` with numpy."""
-    m, n_blocks = log_weight.shape
-    top = log_weight.max(axis=0)
-    weight = np.exp(log_weight - top)  # (m, B)
-    scores = np.concatenate([fixed, stats @ score_stat + score_const[None]], axis=2)
-    weight_sum = weight.sum(axis=0)
-    score_sum = np.einsum("kb,kbj->bj", weight, scores)
-    centred = scores - (score_sum / weight_sum[:, None])[None]
-    sq = weight * weight
-    batches = max(n_batches, 1)
-    label = np.arange(m) % batches
-    batch_weight = np.stack([weight[label == c].sum(axis=0) for c in range(batches)], 1)
-    batch_score = np.stack([np.einsum("kb,kbj->bj", weight[label == c], scores[label == c])
-                            for c in range(batches)], 1)
-    bounds = np.append(obs_starts, variance.shape[1])
-    variance_sum = np.concatenate([weight[:, b] @ variance[:, bounds[b]:bounds[b + 1]]
-                                   for b in range(n_blocks)])
-    return RecordSums(
-        max_log_weight=top, weight_sum=weight_sum, score_sum=score_sum,
-        score_scatter=np.einsum("kb,kbi,kbj->bij", weight, centred, centred),
-        sq_weight_sum=sq.sum(axis=0), sq_score_sum=np.einsum("kb,kbj->bj", sq, scores),
-        sq_score_outer=np.einsum("kb,kbi,kbj->bij", sq, scores, scores),
-        stat_sum=np.einsum("kb,kbs->bs", weight, stats), variance_sum=variance_sum,
-        batch_weight=batch_weight, batch_score=batch_score,
-    )
