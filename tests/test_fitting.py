@@ -103,3 +103,20 @@ def test_warnings_point_at_the_call_of_glmm(salamander):
                 recentre=0)
     mine = [w for w in record if issubclass(w.category, ImportanceSamplingWarning)]
     assert mine and all(w.filename == __file__ for w in mine)
+
+
+def test_final_round_stops_before_a_step_below_the_tolerance(salamander):
+    """Pilot rounds follow R's ``trust`` (the last step evaluated has a predicted gain
+    below ``sqrt(eps)``); the final round stops before evaluating such a step, at a
+    point whose remaining Newton gain is below that tolerance."""
+    fit = pg.glmm(**SAL, data=salamander, m=2000, rng=3, pilot_m=500)
+    mterm = float(np.sqrt(np.finfo(float).eps))
+    pilot, final = fit.rounds[0], fit.rounds[-1]
+    assert pilot.converged and final.converged
+    assert abs(pilot.trace[-1].predicted_change) < mterm
+    assert all(abs(step.predicted_change) >= mterm for step in final.trace)
+    assert final.n_evaluations == final.iterations + 1
+    np.testing.assert_array_equal(final.estimate, final.trace[-1].trial)
+    # the Newton gain left at the estimate: g' H^{-1} g / 2 from the fit's own record
+    gradient, hessian = fit.loglike_gradient, fit.loglike_hessian
+    assert 0.5 * float(gradient @ np.linalg.solve(-hessian, gradient)) < mterm

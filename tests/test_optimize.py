@@ -189,3 +189,54 @@ def test_max_infeasible_stops_at_the_edge_of_the_feasible_region() -> None:
     assert 0.45 < stopped.argument[0] <= 0.5
     assert stopped.argument[0] <= free.argument[0] <= 0.5
     check_trace(stopped)
+
+
+def test_stop_before_small_step_saves_the_last_evaluation() -> None:
+    """The same path as R's rule, less the final evaluation of a step below ``mterm``."""
+    calls: dict[str, int] = {"trust": 0, "early": 0}
+
+    def counted(name: str):
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+            calls[name] += 1
+            return neg_rosenbrock(theta)
+        return objective
+
+    start = np.array([-1.2, 1.0])
+    trust = trust_maximize(counted("trust"), start)
+    early = trust_maximize(counted("early"), start, stop_before_small_step=True)
+    assert trust.converged and early.converged
+    check_trace(early)
+    # R's rule stopped at its last iteration because that step's predicted change was
+    # below mterm (or the change was below fterm); the early rule stops before it
+    last = trust.trace[-1]
+    if abs(last.predicted_change) < 1.4901161193847656e-08:
+        assert early.iterations == trust.iterations - 1
+        assert calls["early"] == calls["trust"] - 1
+        for a, b in zip(early.trace, trust.trace[:-1], strict=True):
+            np.testing.assert_array_equal(a.trial, b.trial)
+        np.testing.assert_array_equal(early.argument, last.argument)
+    else:
+        assert early.iterations == trust.iterations
+    # either way the point is at the maximum (1, 1) to the optimiser's tolerance: the
+    # gain left, in the curvature's metric there, is of the order of mterm
+    d = early.argument - 1.0
+    curvature = -neg_rosenbrock(np.ones(2))[2]
+    assert 0.5 * float(d @ curvature @ d) < 2 * 1.4901161193847656e-08
+    # the result's value and derivatives are the evaluated point's own
+    value, grad, _ = neg_rosenbrock(early.argument)
+    assert early.value == value
+    np.testing.assert_array_equal(early.gradient, grad)
+
+
+def test_stop_before_small_step_at_the_maximum_takes_no_step() -> None:
+    """Started at the maximum, the early rule evaluates only the start."""
+    n_calls = 0
+
+    def quad(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        nonlocal n_calls
+        n_calls += 1
+        return -float(theta @ theta), -2.0 * theta, -2.0 * np.eye(theta.size)
+
+    result = trust_maximize(quad, np.zeros(2), stop_before_small_step=True)
+    assert result.converged and result.iterations == 0 and n_calls == 1
+    np.testing.assert_array_equal(result.argument, np.zeros(2))

@@ -187,6 +187,7 @@ def trust_maximize(
     mterm: float = _EPS_SQRT,
     callback: Callable[[TrustStep], None] | None = None,
     max_infeasible: int | None = None,
+    stop_before_small_step: bool = False,
 ) -> TrustResult:
     """Maximise a smooth function by a trust-region Newton method.
 
@@ -217,6 +218,12 @@ def trust_maximize(
         (each rejection shrinks the radius fourfold) have brought the current point
         next to it. The result counts as converged. None (the default, as R's
         ``trust``) never stops for this.
+    stop_before_small_step : bool, optional
+        Stop, converged, without evaluating a trial point whose predicted change is
+        already below ``mterm``; the result is then the last point evaluated. R's
+        ``trust`` (the default, False) evaluates that trial point and stops after it:
+        one more evaluation to move by a step whose predicted gain is below
+        ``mterm``.
 
     Returns
     -------
@@ -257,6 +264,9 @@ def trust_maximize(
             gamma = vecs.T @ g
         p, kind = _subproblem(lam, vecs, gamma, r)
         pred = float(p @ g + 0.5 * (p @ (b @ p)))
+        if stop_before_small_step and abs(pred) < mterm:
+            converged = True
+            break
         x_try = x + p
         f_try, g_try, b_try = _evaluate(objective, x_try)
         if math.isfinite(f_try):
