@@ -16,12 +16,38 @@ from pyglmm.crossed import CrossedFactor, CrossedMatrix
 from pyglmm.design import build_design
 from pyglmm.families import get_family
 from pyglmm.importance import conditional_mode, laplace_t
-from pyglmm.laplace import laplace_fit, laplace_loglik
+from pyglmm.laplace import laplace_fit, laplace_gradient, laplace_loglik
 from pyglmm.pql import pql_centre
 from pyglmm.problem import Problem
 from pyglmm.simulate import simulate_glmm
 
 DENSE = 10**9  # crossed_min_size that keeps every block dense
+
+
+def _check_inverse_entries(chol: BlockCholesky, matrix: np.ndarray,
+                           rng: np.random.Generator) -> None:
+    """Every entry of the crossed block's inverse, and a shuffled sample of pairs, against
+    the dense inverse (1e-12 of its largest entry), in one panel and in many."""
+    import pyglmm.crossed as crossed_module
+
+    inverse = np.linalg.inv(matrix)
+    q = matrix.shape[0]
+    rows, cols = (index.ravel() for index in np.meshgrid(np.arange(q), np.arange(q)))
+    pick = rng.permutation(rows.size)[: rows.size // 3]
+    for r, c in ((rows, cols), (rows[pick], cols[pick])):
+        np.testing.assert_allclose(chol.inverse_entries(r, c), inverse[r, c], rtol=0,
+                                   atol=1e-12 * np.abs(inverse).max())
+    factor = chol.factors[0]
+    assert isinstance(factor, CrossedFactor)
+    n_rest = factor.schur_factor.shape[0]
+    saved = crossed_module.PANEL_ENTRIES
+    try:  # panels of 3 pivot rows
+        crossed_module.PANEL_ENTRIES = 3 * n_rest
+        np.testing.assert_allclose(chol.inverse_entries(rows[pick], cols[pick]),
+                                   inverse[rows[pick], cols[pick]], rtol=0,
+                                   atol=1e-12 * np.abs(inverse).max())
+    finally:
+        crossed_module.PANEL_ENTRIES = saved
 
 
 def _design(groups: dict[str, int], n_obs: int, seed: int):  # type: ignore[no-untyped-def]
@@ -77,6 +103,7 @@ def test_crossed_factor_matches_dense(problems: tuple[Problem, Problem], scaled:
     rows = rng.standard_normal((6, q))
     np.testing.assert_allclose(chol_crossed.quadratic_form(rows, 1),
                                chol_dense.quadratic_form(rows, 1), rtol=1e-12)
+    _check_inverse_entries(chol_crossed, matrix[0], rng)
 
     # draws: L^{-T} z with L the dense Cholesky factor of the pivot-then-rest ordering
     layout = crossed.layout.crossed[0]
@@ -108,6 +135,9 @@ def test_mode_pql_and_laplace_match_dense(problems: tuple[Problem, Problem]) -> 
     np.testing.assert_allclose(chol_c.half_log_det, chol_d.half_log_det, rtol=1e-12)
     value_d = laplace_loglik(dense, beta, nu)[0]
     np.testing.assert_allclose(laplace_loglik(crossed, beta, nu)[0], value_d, rtol=1e-12)
+    grad_d = laplace_gradient(dense, beta, nu, mode_d, chol_d)
+    grad_c = laplace_gradient(crossed, beta, nu, mode_c, chol_c)
+    np.testing.assert_allclose(grad_c, grad_d, rtol=0, atol=1e-10 * np.abs(grad_d).max())
     _, _, slope_d = laplace_t(dense, beta, nu, 20.0)
     _, _, slope_c = laplace_t(crossed, beta, nu, 20.0)
     np.testing.assert_allclose(slope_c, slope_d, rtol=0, atol=1e-12 * np.abs(slope_d).max())
@@ -206,13 +236,19 @@ def test_crossed_factor_with_slopes_and_correlations(
     expected = solve_columns(chol_dense, rhs)
     np.testing.assert_allclose(solve_columns(chol_crossed, rhs), expected, rtol=0,
                                atol=1e-12 * np.abs(expected).max())
+    _check_inverse_entries(chol_crossed, matrix[0], rng)
 
 
 def test_crossed_modes_and_laplace_with_slopes(slope_problems: tuple[Problem, Problem]) -> None:
     dense, crossed = slope_problems
     beta, psi = np.array([-0.2, 0.4]), np.array([0.4, 0.1, 0.3, 0.5])
-    mode_d, _ = conditional_mode(dense, beta, psi)
-    mode_c, _ = conditional_mode(crossed, beta, psi)
+    mode_d, chol_d = conditional_mode(dense, beta, psi)
+    mode_c, chol_c = conditional_mode(crossed, beta, psi)
     np.testing.assert_allclose(mode_c, mode_d, rtol=0, atol=1e-10)
     assert laplace_loglik(crossed, beta, psi)[0] == pytest.approx(
         laplace_loglik(dense, beta, psi)[0], rel=1e-12)
+    # the gradient through the Schur inverse: slopes' Z values and the prior's
+    # intercept-slope pairs (pivot-pivot entries off the diagonal)
+    grad_d = laplace_gradient(dense, beta, psi, mode_d, chol_d)
+    grad_c = laplace_gradient(crossed, beta, psi, mode_c, chol_c)
+    np.testing.assert_allclose(grad_c, grad_d, rtol=0, atol=1e-9 * np.abs(grad_d).max())

@@ -136,20 +136,23 @@ class BlockCholesky:
             self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
         return self._inverses[g]
 
-    def inverse_entries(self, rows: IntArray, cols: IntArray) -> FloatArray | None:
+    def inverse_entries(self, rows: IntArray, cols: IntArray) -> FloatArray:
         """Entries ``(P^{-1})[rows[k], cols[k]]`` for pairs of effects of the same block.
 
-        The inverse of each block, ``L_b^{-T} L_b^{-1}``, is formed once. Returns None
-        when some block is a large crossed block (its inverse is never formed).
+        The inverse of each dense block, ``L_b^{-T} L_b^{-1}``, is formed once; a large
+        crossed block gives its entries from the inverse of its Schur complement
+        (:meth:`pyglmm.crossed.CrossedFactor.inverse_entries`).
         """
-        if any(isinstance(f, CrossedFactor) for f in self.factors):
-            return None
         rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
         where = self._effect_slots()
         out = np.empty(rows.size)
         for g in range(len(self.groups)):
             mine = np.flatnonzero(where[0, rows] == g)
             if not mine.size:
+                continue
+            crossed = self.factors[g]
+            if isinstance(crossed, CrossedFactor):
+                out[mine] = crossed.inverse_entries(where[2, rows[mine]], where[2, cols[mine]])
                 continue
             if g not in self._covariances:
                 inverse = self.inverse_factor(g)

@@ -19,7 +19,12 @@ split evenly costs ``(q/2)^3/3`` flops to factor instead of ``q^3/3`` (8x less),
 draws and quadratic forms cost ``(q/2)^2`` per row plus a sparse product with ``M``.
 ``L`` is the dense Cholesky factor of the permuted matrix ``H[perm][:, perm]``
 (``perm = P`` then ``R``): the tests pin every operation to that dense path.
-Nothing here forms an inverse; the symmetric system is solved with ``L`` and ``L^T``.
+The symmetric system is solved with ``L`` and ``L^T``. Entries of ``H^{-1}`` (for the
+Laplace gradient) come from the inverse of ``S`` alone, which costs what the factor
+does (:meth:`CrossedFactor.inverse_entries`):
+
+.. math:: H^{-1} = \\begin{pmatrix} A^{-1} + A^{-1/2} M^\\top S^{-1} M A^{-1/2}
+          & -A^{-1/2} M^\\top S^{-1} \\\\ \\cdot & S^{-1} \\end{pmatrix}.
 """
 
 from __future__ import annotations
@@ -30,9 +35,14 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg.lapack import dpotri
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
+
+#: Most entries of a dense row panel ``M^T S^{-1}`` formed at once by
+#: :meth:`CrossedFactor.inverse_entries` (32 MiB).
+PANEL_ENTRIES = 1 << 22
 
 #: Blocks with at least this many effects are factored by :class:`CrossedFactor` when
 #: their pivot set holds at least :data:`MIN_PIVOT_SHARE` of them (below that the dense
@@ -276,6 +286,8 @@ class CrossedFactor:
     m: sp.csr_matrix  # M, (|R|, |P|)
     schur_factor: FloatArray  # L_S, (|R|, |R|) lower
     half_log_det: float
+    _schur_inverse: list[FloatArray] = field(default_factory=list, repr=False,
+                                             compare=False)
 
     def _split(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         return x[self.layout.pivot], x[self.layout.rest]
@@ -307,3 +319,78 @@ class CrossedFactor:
         r_p, r_r = self._split(r)
         top = self.root[:, None] * r_p + self.m_t @ r_r
         return np.concatenate([top, self.schur_factor.T @ r_r])
+
+    def schur_inverse(self) -> FloatArray:
+        """``S^{-1}`` from ``L_S`` (LAPACK ``dpotri``, formed once), (|R|, |R|)."""
+        if not self._schur_inverse:
+            n_r = self.schur_factor.shape[0]
+            inverse = np.zeros((n_r, n_r))
+            if n_r:
+                lower, info = dpotri(self.schur_factor, lower=1)
+                if info != 0:
+                    raise np.linalg.LinAlgError(f"crossed block: dpotri failed ({info})")
+                inverse = np.tril(lower) + np.tril(lower, -1).T
+            self._schur_inverse.append(inverse)
+        return self._schur_inverse[0]
+
+    def inverse_entries(self, rows: IntArray, cols: IntArray) -> FloatArray:
+        """Entries ``(H^{-1})[rows[k], cols[k]]`` (positions in the block's own order).
+
+        Rest-rest entries are those of ``S^{-1}``. A pair with a pivot effect ``p``
+        needs row ``p`` of ``T = M^T S^{-1}`` (scaled by ``1 / root_p``): ``T`` is
+        formed in panels of the distinct pivot rows asked for, at most
+        :data:`PANEL_ENTRIES` entries at a time, so memory stays at that of ``S``. A
+        pivot-pivot entry ``(p, p')`` adds ``T[p] . M^T[p']`` over the sparse row
+        ``p'`` of ``M^T`` to ``delta_{pp'} / root_p^2``.
+        """
+        lay = self.layout
+        n_p, n_r = lay.pivot.size, lay.rest.size
+        d = n_p + n_r
+        position = np.empty(d, dtype=np.intp)
+        position[lay.pivot] = np.arange(n_p)
+        position[lay.rest] = np.arange(n_r)
+        is_rest = np.zeros(d, dtype=bool)
+        is_rest[lay.rest] = True
+        rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+        swap = is_rest[rows] & ~is_rest[cols]  # H^{-1} is symmetric: a pivot first
+        first, second = np.where(swap, cols, rows), np.where(swap, rows, cols)
+        i, j = position[first], position[second]
+        s_inv = self.schur_inverse()
+        out = np.empty(rows.size)
+        both_rest = is_rest[first]
+        out[both_rest] = s_inv[i[both_rest], j[both_rest]]
+        with_pivot = np.flatnonzero(~both_rest)
+        if not with_pivot.size:
+            return out
+        # distinct (pivot, other) pairs, the other as a pivot (code < n_p) or a rest
+        # effect (code n_p + r)
+        code = np.where(is_rest[second[with_pivot]], n_p + j[with_pivot], j[with_pivot])
+        pairs, back = np.unique(i[with_pivot] * (n_p + n_r) + code, return_inverse=True)
+        p_of, other = pairs // (n_p + n_r), pairs % (n_p + n_r)
+        values = np.empty(pairs.size)
+        indptr, indices, data = self.m_t.indptr, self.m_t.indices, self.m_t.data
+        pivots, starts = np.unique(p_of, return_index=True)  # pairs are sorted by pivot
+        per_panel = max(1, PANEL_ENTRIES // max(n_r, 1))
+        for lo in range(0, pivots.size, per_panel):
+            panel_rows = pivots[lo:lo + per_panel]
+            panel = np.asarray(self.m_t[panel_rows] @ s_inv) if n_r else np.zeros(
+                (panel_rows.size, 0))
+            panel /= self.root[panel_rows, None]  # rows of A^{-1/2} M^T S^{-1}
+            end = starts[lo + per_panel] if lo + per_panel < pivots.size else pairs.size
+            mine = np.arange(starts[lo], end)
+            local = np.searchsorted(panel_rows, p_of[mine])
+            to_rest = other[mine] >= n_p
+            k = mine[to_rest]
+            values[k] = -panel[local[to_rest], other[k] - n_p]
+            k, row = mine[~to_rest], local[~to_rest]
+            q = other[k]  # pivot-pivot: panel row . (sparse row q of M^T) / root_q
+            lengths = indptr[q + 1] - indptr[q]
+            owner = np.repeat(np.arange(k.size), lengths)
+            nz = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths,
+                                                      lengths) + np.repeat(indptr[q], lengths)
+            sums = np.bincount(owner, weights=panel[row[owner], indices[nz]] * data[nz],
+                               minlength=k.size)
+            values[k] = sums / self.root[q] + np.where(
+                q == p_of[k], 1.0 / self.root[q] ** 2, 0.0)
+        out[with_pivot] = values[back]
+        return out

@@ -85,7 +85,7 @@ def laplace_loglik(
 def laplace_gradient(
     problem: Problem, beta: FloatArray, nu: FloatArray, mode: FloatArray,
     chol: BlockCholesky,
-) -> FloatArray | None:
+) -> FloatArray:
     """Gradient of :func:`laplace_loglik` in ``(beta, psi)``, from its mode and curvature.
 
     With ``h(u)`` the log joint density and ``H = Z^T W Z + D^{-1}`` (``W`` the
@@ -102,8 +102,9 @@ def laplace_gradient(
 
     the last two as the prior's score at the statistics of ``H^{-1}`` and of the
     symmetrised ``u_hat v^T`` (:meth:`pyglmm.prior.PriorLayout.pair_statistics`).
-    Returns None where a block is a large crossed block, whose inverse is never
-    formed (the Laplace fit then differentiates numerically).
+    The entries of ``H^{-1}`` it needs are those at the pairs of effects of one
+    observation and of the prior (:meth:`pyglmm.blocklinalg.BlockCholesky.inverse_entries`;
+    a large crossed block gives them from the inverse of its Schur complement).
     """
     columns, values = problem.z_columns, problem.z_values
     layout = problem.prior
@@ -113,8 +114,6 @@ def laplace_gradient(
     rows = np.concatenate([np.repeat(columns, n_cols, axis=1).T.ravel(), a])
     cols = np.concatenate([np.tile(columns, n_cols).T.ravel(), b])
     entries = chol.inverse_entries(rows, cols)
-    if entries is None:
-        return None
     products = entries[:n_obs * n_cols * n_cols].reshape(n_cols * n_cols, n_obs)
     if values is not None:
         products = products * np.repeat(values, n_cols, axis=1).T * np.tile(values, n_cols).T
@@ -180,7 +179,6 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         z = layout.psi(x)
         gradient = laplace_gradient(problem, layout.beta(x), layout.from_unconstrained(z),
                                     mode, chol)
-        assert gradient is not None  # no crossed block (checked below)
         gradient[p:] = layout.unconstrained_jacobian(z).T @ gradient[p:]
         return value, -gradient
 
@@ -195,12 +193,8 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
         for is_log, sc in zip(logs, scale, strict=True)
     ]
     options = {"maxiter": 500, "ftol": 1e-13, "gtol": 1e-7}
-    if problem.has_crossed_blocks:
-        # a large crossed block: no inverse to differentiate the log-determinant with
-        res = minimize(negative, start, method="L-BFGS-B", bounds=bounds, options=options)
-    else:
-        res = minimize(negative_and_gradient, start, method="L-BFGS-B", jac=True,
-                       bounds=bounds, options=options)
+    res = minimize(negative_and_gradient, start, method="L-BFGS-B", jac=True, bounds=bounds,
+                   options=options)
     beta, nu = layout.beta(res.x), layout.from_unconstrained(layout.psi(res.x))
     last_mode, last_factor = warm.get("last", (None, None))
     value, mode, _ = laplace_loglik(problem, beta, nu, start=last_mode, factor=last_factor)
