@@ -120,3 +120,30 @@ def test_final_round_stops_before_a_step_below_the_tolerance(salamander):
     # the Newton gain left at the estimate: g' H^{-1} g / 2 from the fit's own record
     gradient, hessian = fit.loglike_gradient, fit.loglike_hessian
     assert 0.5 * float(gradient @ np.linalg.solve(-hessian, gradient)) < mterm
+
+
+def test_caching_objective_keeps_the_last_two_evaluations():
+    """The optimiser's current point after a rejected (or skipped) trial is the point
+    before last: its closing evaluation must not pass over the sample again."""
+    from types import SimpleNamespace
+
+    from pyglmm.fitting import _CachingObjective
+
+    calls: list[float] = []
+
+    class Inner:
+        def evaluate(self, theta):
+            calls.append(float(theta[0]))
+            return SimpleNamespace(value=-float(theta @ theta), gradient=-2 * theta,
+                                   hessian=-2 * np.eye(theta.size),
+                                   block_ess=np.array([100.0]))
+
+    objective = _CachingObjective(Inner())  # type: ignore[arg-type]
+    a, b, c = (np.array([x, 0.5]) for x in (1.0, 2.0, 3.0))
+    first = objective.evaluation_at(a)
+    objective.evaluation_at(b)
+    assert objective.evaluation_at(a) is first and objective.evaluation_at(b) is not first
+    assert calls == [1.0, 2.0]
+    objective.evaluation_at(c)  # now b and c are kept
+    objective.evaluation_at(a)
+    assert calls == [1.0, 2.0, 3.0, 1.0]

@@ -265,7 +265,11 @@ def _maximise_round(
 
 
 class _CachingObjective:
-    """Wraps the MCLA for the optimiser and keeps the last full evaluation.
+    """Wraps the MCLA for the optimiser and keeps its last two full evaluations.
+
+    Two, because the optimiser's result is its current point, which is the trial
+    before last when the last trial was rejected (or not evaluated): the round's
+    closing evaluation there is then a lookup, not another pass over the sample.
 
     Points where some block's effective sample size is below ``ess_floor`` are
     reported as infeasible (value ``-inf``): there the importance sample says nothing
@@ -288,17 +292,18 @@ class _CachingObjective:
         self.inner = inner
         self.ess_floor = ess_floor
         self._start = None if start is None else np.asarray(start, np.float64).tobytes()
-        self._last: tuple[bytes, Evaluation] | None = None
+        self._recent: list[tuple[bytes, Evaluation]] = []  # the last two, newest last
         #: The gradient norm at every point evaluated (for the progress display).
         self.gradient_norms: dict[bytes, float] = {}
 
     def evaluation_at(self, theta: FloatArray) -> Evaluation:
-        """The MCLA's full evaluation at ``theta`` (the last one is kept)."""
+        """The MCLA's full evaluation at ``theta`` (the last two are kept)."""
         key = np.asarray(theta, dtype=np.float64).tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        for kept, ev in self._recent:
+            if kept == key:
+                return ev
         ev = self.inner.evaluate(theta)
-        self._last = (key, ev)
+        self._recent = [*self._recent[-1:], (key, ev)]
         self.gradient_norms[key] = float(np.linalg.norm(ev.gradient))
         return ev
 
