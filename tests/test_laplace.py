@@ -63,16 +63,19 @@ def _value(problem: Problem, theta: np.ndarray) -> float:
     return laplace_loglik(problem, theta[:p], theta[p:])[0]
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_gradient_matches_finite_differences(case: str) -> None:
-    problem = _problem(case)
+def _test_point(problem: Problem) -> np.ndarray:
+    """A point away from the optimum, with a correlation where a term has one."""
     p = problem.n_fixed
     psi = problem.params.start() * 0.7
-    if not problem.params.all_diagonal:  # a correlation too
+    if not problem.params.all_diagonal:
         psi = problem.params.from_unconstrained(
             problem.params.to_unconstrained(psi) + 0.2)
-    theta = np.concatenate([np.linspace(-0.3, 0.4, p), psi])
-    value, mode, chol = laplace_loglik(problem, theta[:p], theta[p:])
+    return np.concatenate([np.linspace(-0.3, 0.4, p), psi])
+
+
+def _assert_gradient_matches_finite_differences(problem: Problem, theta: np.ndarray) -> None:
+    p = problem.n_fixed
+    _, mode, chol = laplace_loglik(problem, theta[:p], theta[p:])
     gradient = laplace_gradient(problem, theta[:p], theta[p:], mode, chol)
     fd = np.empty_like(theta)
     for j in range(theta.size):
@@ -82,6 +85,12 @@ def test_gradient_matches_finite_differences(case: str) -> None:
         down[j] -= h
         fd[j] = (_value(problem, up) - _value(problem, down)) / (2 * h)
     np.testing.assert_allclose(gradient, fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradient_matches_finite_differences(case: str) -> None:
+    problem = _problem(case)
+    _assert_gradient_matches_finite_differences(problem, _test_point(problem))
 
 
 @pytest.mark.parametrize("slopes", [False, True])
@@ -101,19 +110,7 @@ def test_gradient_through_a_crossed_schur_block(slopes: bool) -> None:
     design = build_design(fixed, random, frame, family)
     problem = Problem.build(design, family, crossed_min_size=16)
     assert problem.has_crossed_blocks
-    p = problem.n_fixed
-    psi = problem.params.start() * 0.7
-    theta = np.concatenate([np.linspace(-0.3, 0.4, p), psi])
-    _, mode, chol = laplace_loglik(problem, theta[:p], theta[p:])
-    gradient = laplace_gradient(problem, theta[:p], theta[p:], mode, chol)
-    fd = np.empty_like(theta)
-    for j in range(theta.size):
-        h = 1e-6 * max(0.1, abs(theta[j]))
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        fd[j] = (_value(problem, up) - _value(problem, down)) / (2 * h)
-    np.testing.assert_allclose(gradient, fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+    _assert_gradient_matches_finite_differences(problem, _test_point(problem))
 
 
 def test_fit_is_stationary_and_agrees_with_the_schur_path() -> None:
