@@ -160,7 +160,7 @@ def laplace_fit(problem: Problem, beta0: FloatArray, nu0: FloatArray) -> Laplace
     def negative(x: FloatArray) -> float:
         # warm-started: the mode is solved to rounding error (a final full Newton step,
         # or chord steps to a decrement of 1e-20), so the value is a pure function of
-        # the parameters, as the gradient (or L-BFGS-B's finite differences) needs
+        # the parameters, as L-BFGS-B's line search and the gradient need
         start, factor = warm.get("last", (None, None))
         value, mode, chol = laplace_loglik(
             problem, layout.beta(x), layout.from_unconstrained(layout.psi(x)), start=start,

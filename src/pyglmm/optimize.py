@@ -220,10 +220,10 @@ def trust_maximize(
         ``trust``) never stops for this.
     stop_before_small_step : bool, optional
         Stop, converged, without evaluating a trial point whose predicted change is
-        already below ``mterm``; the result is then the last point evaluated. R's
-        ``trust`` (the default, False) evaluates that trial point and stops after it:
-        one more evaluation to move by a step whose predicted gain is below
-        ``mterm``.
+        already below ``mterm``; the result is then the current point (the last one
+        accepted). R's ``trust`` (the default, False) evaluates that trial point and
+        stops after it: one more evaluation to move by a step whose predicted gain is
+        below ``mterm``.
 
     Returns
     -------
