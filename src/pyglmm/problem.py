@@ -115,8 +115,8 @@ class Problem:
 
     @property
     def has_crossed_blocks(self) -> bool:
-        """Whether some block is factored by its Schur complement (:mod:`pyglmm.crossed`),
-        so that its inverse is never formed."""
+        """Whether some block is factored by its Schur complement (:mod:`pyglmm.crossed`):
+        a large block, whose factorisation is dear (PQL then prefers chord steps)."""
         return any(crossed is not None for crossed in self.layout.crossed)
 
     def z_times(self, u: FloatArray) -> FloatArray:
