@@ -105,21 +105,29 @@ def test_warnings_point_at_the_call_of_glmm(salamander):
     assert mine and all(w.filename == __file__ for w in mine)
 
 
-def test_final_round_stops_before_a_step_below_the_tolerance(salamander):
-    """Pilot rounds follow R's ``trust`` (the last step evaluated has a predicted gain
-    below ``sqrt(eps)``); the final round stops before evaluating such a step, at a
-    point whose remaining Newton gain is below that tolerance."""
+def test_rounds_stop_before_a_step_below_the_tolerance(salamander):
+    """Pilot and final rounds stop before evaluating a step whose predicted gain is below
+    ``sqrt(eps)``, at a point whose remaining Newton gain on its own sample,
+    ``g' (-H)^{-1} g / 2``, is below it."""
     fit = pg.glmm(**SAL, data=salamander, m=2000, rng=3, pilot_m=500)
     mterm = float(np.sqrt(np.finfo(float).eps))
     pilot, final = fit.rounds[0], fit.rounds[-1]
-    assert pilot.converged and final.converged
-    assert abs(pilot.trace[-1].predicted_change) < mterm
-    assert all(abs(step.predicted_change) >= mterm for step in final.trace)
-    assert final.n_evaluations == final.iterations + 1
-    np.testing.assert_array_equal(final.estimate, final.trace[-1].trial)
-    # the Newton gain left at the estimate: g' H^{-1} g / 2 from the fit's own record
+    assert len(fit.rounds) == 2 and pilot.converged and final.converged
+    for rnd in (pilot, final):
+        assert all(abs(step.predicted_change) >= mterm for step in rnd.trace)
+        assert rnd.n_evaluations == rnd.iterations + 1
+        np.testing.assert_array_equal(rnd.estimate, rnd.trace[-1].trial)
     gradient, hessian = fit.loglike_gradient, fit.loglike_hessian
     assert 0.5 * float(gradient @ np.linalg.solve(-hessian, gradient)) < mterm
+    problem = _problem(fit)  # the pilot's end, on the pilot's own sample
+    with threadpool_limits(limits=1, user_api="blas"):
+        pql = pql_centre(problem)
+        laplace = laplace_fit(problem, pql.beta, pql.variances)
+        start = np.concatenate([laplace.beta, laplace.nu])
+        built = build_round(problem, fit.settings, 0, start, pilot.m)
+        ev = built.objective.evaluate(pilot.estimate)
+    assert ev.value == pilot.value
+    assert 0.5 * float(ev.gradient @ np.linalg.solve(-ev.hessian, ev.gradient)) < mterm
 
 
 def test_caching_objective_keeps_the_last_two_evaluations():

@@ -251,7 +251,7 @@ def _maximise_round(
         result = trust_maximize(
             objective, theta, rinit=10.0, rmax=settings.rmax,
             iterlim=settings.iterlim, callback=callback,
-            max_infeasible=AUTO_MAX_GATED if auto else None, stop_before_small_step=final,
+            max_infeasible=AUTO_MAX_GATED if auto else None, stop_before_small_step=True,
         )
     except ValueError as exc:
         raise ConvergenceError(
