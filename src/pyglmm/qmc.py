@@ -22,8 +22,8 @@ coordinate, where a fresh scrambling per set cost milliseconds (BENCHMARKS.md se
 chi-square's inverse distribution function is tabulated once per degree of freedom and
 interpolated (:func:`chi2_quantile`), a tenth of the cost of
 :func:`scipy.special.gammaincinv` with a relative error below ``1e-10`` (tested), and
-the normal quantile is Wichura's (1988) algorithm AS 241 compiled
-(:func:`normal_quantile`, within a few units in the last place of
+the normal quantile is Wichura's (1988) algorithm AS 241, compiled into the pass that
+shifts the points (:func:`shifted_normals`; within a few units in the last place of
 :func:`scipy.special.ndtri`, tested, in about a third of its time).
 
 Such points are not independent, so their spread says nothing about the error. Each
@@ -201,14 +201,6 @@ def _phi_inverse(p: float) -> float:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _normal_quantile_kernel(
-    p: FloatArray, out: FloatArray
-) -> None:  # pragma: no cover - compiled; pinned to scipy's ndtri by the tests
-    for i in numba.prange(p.size):
-        out[i] = _phi_inverse(p[i])
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
 def _shifted_normal_kernel(
     net: NDArray[np.uint32], shifts: NDArray[np.uint32], dims: NDArray[np.intp],
     out: FloatArray,
@@ -234,21 +226,12 @@ def shifted_uniforms(net: NDArray[np.uint32], shifts: NDArray[np.uint32],
 
 def shifted_normals(net: NDArray[np.uint32], shifts: NDArray[np.uint32],
                     dims: NDArray[np.intp]) -> FloatArray:
-    """:func:`normal_quantile` of :func:`shifted_uniforms`, the same numbers to the last
-    bit, in one compiled pass (no uniforms are stored)."""
+    """The normal quantiles (AS 241) of :func:`shifted_uniforms`, in one compiled pass
+    (no uniforms are stored)."""
     out = np.empty((net.shape[0] * shifts.shape[0], dims.size))
     _shifted_normal_kernel(np.ascontiguousarray(net), np.ascontiguousarray(shifts),
                            np.ascontiguousarray(dims, dtype=np.intp), out)
     return out
-
-
-def normal_quantile(p: FloatArray) -> FloatArray:
-    """``Phi^{-1}(p)`` elementwise (Wichura's AS 241, compiled; -inf and inf at 0 and 1,
-    NaN outside [0, 1])."""
-    flat = np.ascontiguousarray(p, dtype=np.float64).ravel()
-    out = np.empty_like(flat)
-    _normal_quantile_kernel(flat, out)
-    return out.reshape(np.shape(p))
 
 
 @dataclass(frozen=True)
