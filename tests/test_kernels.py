@@ -135,3 +135,33 @@ def test_gather_rows_is_z_gather_to_the_last_bit(weighted, rows):
                                   z_gather(columns, u, values))
     np.testing.assert_array_equal(gather_rows(columns, u[0], values),
                                   z_gather(columns, u[0], values))
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "binomial", "poisson"])
+@pytest.mark.parametrize("general", [False, True])
+def test_each_draw_is_swept_as_if_alone(family: str, general: bool):
+    """The kernel takes four draws at a time; every draw's numbers are those of the
+    draw passed alone, to the last bit, for chunks of any length (the last group of a
+    chunk of 1, 5 or 7 draws repeats its last draw into lanes that are dropped)."""
+    rng = np.random.default_rng(12)
+    n, q = 530, 40  # a block longer than a run of 256
+    z_columns = np.column_stack([rng.integers(0, 25, n), rng.integers(25, q, n)])
+    z_values = np.column_stack([np.ones(n), rng.normal(size=n)]) if general else None
+    weights = rng.integers(0, 3, n).astype(float) if general else None
+    xb, x = rng.normal(size=n), rng.normal(size=(n, 2))
+    trials = rng.integers(1, 6, n).astype(float) if family == "binomial" else np.ones(n)
+    y = (rng.poisson(2, n).astype(float) if family == "poisson"
+         else rng.binomial(trials.astype(int), 0.4).astype(float))
+    obs_block = np.repeat(np.arange(2), [n - 30, 30]).astype(np.intp)
+    obs_starts = np.array([0, n - 30], dtype=np.intp)
+    fam = pg.get_family(family)
+    for m in (1, 5, 7, 12):
+        u = rng.normal(0, 1.5, (m, q))
+        together = fused_pass(fam, u, xb, y, trials, x, obs_block, obs_starts, z_columns,
+                              z_values, weights)
+        for k in range(m):
+            alone = fused_pass(fam, u[k:k + 1], xb, y, trials, x, obs_block, obs_starts,
+                               z_columns, z_values, weights)
+            for a, b in zip(together, alone, strict=True):
+                assert a.shape[0] == m
+                np.testing.assert_array_equal(a[k:k + 1], b)

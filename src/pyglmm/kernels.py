@@ -13,7 +13,12 @@ It is compiled with numba (parallel over draws) for the built-in families: measu
 over memory and evaluates ``log`` per element (BENCHMARKS.md, issue 4). For the
 logistic families the sum of ``log(1 + exp(-|eta|))`` over a run of at most 256
 observations is taken as the log of a product, one ``log`` per run instead of per
-element (each factor lies in (1, 2], so the product cannot overflow).
+element (each factor lies in (1, 2], so the product cannot overflow). Each thread
+sweeps four draws at once: their chains of sums are independent, so the processor
+overlaps them, and each family's sweep is compiled with its code as a constant (a
+salamander pass takes three quarters of the one-draw sweep's time, with the same
+numbers to the last bit; the price is about 15 s more compilation, once, on the
+first fit after installation, BENCHMARKS.md section 7).
 :func:`fused_pass_numpy` is the plain numpy reference the tests pin the kernel to;
 it also serves families that have no kernel. :func:`gather_rows` forms a chunk's
 ``Z u`` the same way, compiled, with the numbers of :func:`pyglmm.design.z_gather`.
@@ -39,6 +44,148 @@ _RUN = 256
 _POISSON_ETA_MAX = 300.0
 
 
+#: Draws a thread takes together: their sweeps over the observations are independent,
+#: which lets the processor overlap them (a quarter less time a pass, BENCHMARKS.md).
+LANES = 4
+
+
+@numba.njit(inline="always", nogil=True)
+def _element(
+    eta: float, y_i: float, n_i: float, family_code: int
+) -> tuple[float, float, float, float]:  # pragma: no cover - compiled (inlined)
+    """One observation of one draw: (log-density term, run factor, mean, variance).
+
+    For the Bernoulli kernel (code 0) the term leaves out ``log(1 + exp(-|eta|))``, whose
+    factor ``1 + exp(-|eta|)`` joins the run's product; the other codes give the factor 1.
+    """
+    if family_code == 2:
+        if eta > _POISSON_ETA_MAX:
+            eta = _POISSON_ETA_MAX
+        mean = exp(eta)
+        return y_i * eta - mean, 1.0, mean, mean
+    e = exp(-abs(eta))
+    one_plus_e = 1.0 + e
+    inv = 1.0 / one_plus_e
+    mean = inv if eta >= 0.0 else e * inv
+    var = e * inv * inv
+    positive = eta if eta > 0.0 else 0.0
+    if family_code == 0:
+        return y_i * eta - positive, one_plus_e, mean, var
+    return y_i * eta - n_i * (positive + log(one_plus_e)), 1.0, mean * n_i, var * n_i
+
+
+@numba.njit(inline="always", nogil=True)
+def _eta4(
+    source: FloatArray, k0: int, k1: int, k2: int, k3: int, columns: IntArray, i: int,
+    xb_i: float,
+) -> tuple[float, float, float, float]:  # pragma: no cover - compiled (inlined)
+    """``(Z u_k)_i + (X beta)_i`` of four draws with unit ``Z`` entries, summed in
+    z_gather's order."""
+    c = columns[i, 0]
+    a0, a1, a2, a3 = source[k0, c], source[k1, c], source[k2, c], source[k3, c]
+    for j in range(1, columns.shape[1]):
+        c = columns[i, j]
+        a0 += source[k0, c]
+        a1 += source[k1, c]
+        a2 += source[k2, c]
+        a3 += source[k3, c]
+    return a0 + xb_i, a1 + xb_i, a2 + xb_i, a3 + xb_i
+
+
+@numba.njit(inline="always", nogil=True)
+def _eta4_values(
+    source: FloatArray, k0: int, k1: int, k2: int, k3: int, columns: IntArray,
+    values: FloatArray, i: int, xb_i: float,
+) -> tuple[float, float, float, float]:  # pragma: no cover - compiled (inlined)
+    """:func:`_eta4` with ``Z`` entries ``values``."""
+    c, v = columns[i, 0], values[i, 0]
+    a0, a1, a2, a3 = source[k0, c] * v, source[k1, c] * v, source[k2, c] * v, source[k3, c] * v
+    for j in range(1, columns.shape[1]):
+        c, v = columns[i, j], values[i, j]
+        a0 += source[k0, c] * v
+        a1 += source[k1, c] * v
+        a2 += source[k2, c] * v
+        a3 += source[k3, c] * v
+    return a0 + xb_i, a1 + xb_i, a2 + xb_i, a3 + xb_i
+
+
+@numba.njit(inline="always", nogil=True)
+def _add_scores(
+    scores: FloatArray, k0: int, k1: int, k2: int, k3: int, b: int, x: FloatArray, i: int,
+    r0: float, r1: float, r2: float, r3: float,
+) -> None:  # pragma: no cover - compiled (inlined)
+    for j in range(x.shape[1]):
+        x_ij = x[i, j]
+        scores[k0, b, j] += r0 * x_ij
+        scores[k1, b, j] += r1 * x_ij
+        scores[k2, b, j] += r2 * x_ij
+        scores[k3, b, j] += r3 * x_ij
+
+
+@numba.njit(inline="always", nogil=True)
+def _clear_rows(
+    loglik: FloatArray, scores: FloatArray, k0: int
+) -> None:  # pragma: no cover - compiled (inlined)
+    for row in range(k0, k0 + LANES):
+        for b in range(loglik.shape[1]):
+            loglik[row, b] = 0.0
+            for j in range(scores.shape[2]):
+                scores[row, b, j] = 0.0
+
+
+@numba.njit(inline="always", nogil=True)
+def _sweep_plain(
+    k0: int, k1: int, k2: int, k3: int, source: FloatArray, columns: IntArray,
+    xb: FloatArray, y: FloatArray, trials: FloatArray, x: FloatArray, obs_block: IntArray,
+    family_code: int, loglik: FloatArray, scores: FloatArray, variance: FloatArray,
+) -> None:  # pragma: no cover - compiled (inlined)
+    """Four draws (rows ``k0..k3`` of ``source``) into output rows ``k0 .. k0 + 3``."""
+    n = columns.shape[0]
+    _clear_rows(loglik, scores, k0)
+    lin0 = lin1 = lin2 = lin3 = 0.0
+    prod0 = prod1 = prod2 = prod3 = 1.0
+    run = 0
+    current = obs_block[0] if n > 0 else 0
+    for i in range(n):
+        b = obs_block[i]
+        if b != current or run == _RUN:
+            loglik[k0, current] += lin0 - log(prod0)
+            loglik[k0 + 1, current] += lin1 - log(prod1)
+            loglik[k0 + 2, current] += lin2 - log(prod2)
+            loglik[k0 + 3, current] += lin3 - log(prod3)
+            lin0 = lin1 = lin2 = lin3 = 0.0
+            prod0 = prod1 = prod2 = prod3 = 1.0
+            run = 0
+            current = b
+        y_i, n_i = y[i], trials[i]
+        e0, e1, e2, e3 = _eta4(source, k0, k1, k2, k3, columns, i, xb[i])
+        t0, f0, mean0, var0 = _element(e0, y_i, n_i, family_code)
+        t1, f1, mean1, var1 = _element(e1, y_i, n_i, family_code)
+        t2, f2, mean2, var2 = _element(e2, y_i, n_i, family_code)
+        t3, f3, mean3, var3 = _element(e3, y_i, n_i, family_code)
+        lin0 += t0
+        lin1 += t1
+        lin2 += t2
+        lin3 += t3
+        if family_code == 0:
+            prod0 *= f0
+            prod1 *= f1
+            prod2 *= f2
+            prod3 *= f3
+            run += 1
+        _add_scores(scores, k0, k0 + 1, k0 + 2, k0 + 3, b, x, i, y_i - mean0, y_i - mean1,
+                    y_i - mean2, y_i - mean3)
+        variance[k0, i] = var0
+        variance[k0 + 1, i] = var1
+        variance[k0 + 2, i] = var2
+        variance[k0 + 3, i] = var3
+    if n > 0:
+        loglik[k0, current] += lin0 - log(prod0)
+        loglik[k0 + 1, current] += lin1 - log(prod1)
+        loglik[k0 + 2, current] += lin2 - log(prod2)
+        loglik[k0 + 3, current] += lin3 - log(prod3)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _fused_pass_kernel(
     source: FloatArray,
@@ -48,64 +195,65 @@ def _fused_pass_kernel(
     trials: FloatArray,
     x: FloatArray,
     obs_block: IntArray,
-    n_blocks: int,
     family_code: int,
     loglik: FloatArray,
     scores: FloatArray,
     variance: FloatArray,
 ) -> None:  # pragma: no cover - compiled; pinned to fused_pass_numpy by the tests
+    """The pass with unit ``Z`` entries and weights, :data:`LANES` draws at a time.
+
+    The outputs have a multiple of :data:`LANES` rows: the last group's lanes past
+    the last draw repeat it into rows that :func:`fused_pass` drops. Each family's
+    sweep is compiled on its own (the family code a constant in it), and every draw's
+    arithmetic is that of a sweep over one draw, to the last bit.
+    """
     m = source.shape[0]
-    n, n_columns = columns.shape
-    p = x.shape[1]
-    for k in numba.prange(m):
-        for b in range(n_blocks):
-            loglik[k, b] = 0.0
-            for j in range(p):
-                scores[k, b, j] = 0.0
-        linear = 0.0
-        product = 1.0
-        run = 0
-        current = obs_block[0] if n > 0 else 0
-        for i in range(n):
-            b = obs_block[i]
-            if b != current or run == _RUN:
-                loglik[k, current] += linear - log(product)
-                linear = 0.0
-                product = 1.0
-                run = 0
-                current = b
-            eta = source[k, columns[i, 0]]  # summed in z_gather's order, then X beta
-            for c in range(1, n_columns):
-                eta += source[k, columns[i, c]]
-            eta += xb[i]
-            if family_code == 2:
-                if eta > _POISSON_ETA_MAX:
-                    eta = _POISSON_ETA_MAX
-                mean = exp(eta)
-                linear += y[i] * eta - mean
-                var = mean
-            else:
-                e = exp(-abs(eta))
-                one_plus_e = 1.0 + e
-                inv = 1.0 / one_plus_e
-                mean = inv if eta >= 0.0 else e * inv
-                var = e * inv * inv
-                positive = eta if eta > 0.0 else 0.0
-                if family_code == 0:
-                    linear += y[i] * eta - positive
-                    product *= one_plus_e
-                    run += 1
-                else:
-                    n_i = trials[i]
-                    linear += y[i] * eta - n_i * (positive + log(one_plus_e))
-                    mean *= n_i
-                    var *= n_i
-            resid = y[i] - mean
-            for j in range(p):
-                scores[k, b, j] += resid * x[i, j]
-            variance[k, i] = var
-        if n > 0:
-            loglik[k, current] += linear - log(product)
+    last = m - 1
+    for h in numba.prange((m + LANES - 1) // LANES):
+        k0 = LANES * h
+        k1, k2, k3 = min(k0 + 1, last), min(k0 + 2, last), min(k0 + 3, last)
+        if family_code == 0:
+            _sweep_plain(k0, k1, k2, k3, source, columns, xb, y, trials, x, obs_block, 0,
+                         loglik, scores, variance)
+        elif family_code == 1:
+            _sweep_plain(k0, k1, k2, k3, source, columns, xb, y, trials, x, obs_block, 1,
+                         loglik, scores, variance)
+        else:
+            _sweep_plain(k0, k1, k2, k3, source, columns, xb, y, trials, x, obs_block, 2,
+                         loglik, scores, variance)
+
+
+@numba.njit(inline="always", nogil=True)
+def _sweep_general(
+    k0: int, k1: int, k2: int, k3: int, source: FloatArray, columns: IntArray,
+    values: FloatArray, weights: FloatArray, xb: FloatArray, y: FloatArray,
+    trials: FloatArray, x: FloatArray, obs_block: IntArray, family_code: int,
+    loglik: FloatArray, scores: FloatArray, variance: FloatArray,
+) -> None:  # pragma: no cover - compiled (inlined)
+    """:func:`_sweep_plain` with ``Z`` entries ``values`` and prior ``weights``: one
+    ``log`` per element (no run products; the logistic term in the binomial form, with
+    one trial for Bernoulli)."""
+    _clear_rows(loglik, scores, k0)
+    code = 2 if family_code == 2 else 1
+    for i in range(columns.shape[0]):
+        b = obs_block[i]
+        y_i, w = y[i], weights[i]
+        n_i = trials[i] if family_code == 1 else 1.0
+        e0, e1, e2, e3 = _eta4_values(source, k0, k1, k2, k3, columns, values, i, xb[i])
+        t0, _, mean0, var0 = _element(e0, y_i, n_i, code)
+        t1, _, mean1, var1 = _element(e1, y_i, n_i, code)
+        t2, _, mean2, var2 = _element(e2, y_i, n_i, code)
+        t3, _, mean3, var3 = _element(e3, y_i, n_i, code)
+        loglik[k0, b] += w * t0
+        loglik[k0 + 1, b] += w * t1
+        loglik[k0 + 2, b] += w * t2
+        loglik[k0 + 3, b] += w * t3
+        _add_scores(scores, k0, k0 + 1, k0 + 2, k0 + 3, b, x, i, w * (y_i - mean0),
+                    w * (y_i - mean1), w * (y_i - mean2), w * (y_i - mean3))
+        variance[k0, i] = w * var0
+        variance[k0 + 1, i] = w * var1
+        variance[k0 + 2, i] = w * var2
+        variance[k0 + 3, i] = w * var3
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -119,53 +267,23 @@ def _fused_pass_kernel_general(
     trials: FloatArray,
     x: FloatArray,
     obs_block: IntArray,
-    n_blocks: int,
     family_code: int,
     loglik: FloatArray,
     scores: FloatArray,
     variance: FloatArray,
 ) -> None:  # pragma: no cover - compiled; pinned to fused_pass_numpy by the tests
-    """:func:`_fused_pass_kernel` with ``Z`` entries ``values`` and prior ``weights``.
-
-    Weighted terms take one ``log`` per element (no run products).
-    """
+    """:func:`_fused_pass_kernel` with ``Z`` entries ``values`` and prior ``weights``."""
     m = source.shape[0]
-    n, n_columns = columns.shape
-    p = x.shape[1]
-    for k in numba.prange(m):
-        for b in range(n_blocks):
-            loglik[k, b] = 0.0
-            for j in range(p):
-                scores[k, b, j] = 0.0
-        for i in range(n):
-            b = obs_block[i]
-            eta = source[k, columns[i, 0]] * values[i, 0]  # z_gather's order, then X beta
-            for c in range(1, n_columns):
-                eta += source[k, columns[i, c]] * values[i, c]
-            eta += xb[i]
-            w = weights[i]
-            if family_code == 2:
-                if eta > _POISSON_ETA_MAX:
-                    eta = _POISSON_ETA_MAX
-                mean = exp(eta)
-                term = y[i] * eta - mean
-                var = mean
-            else:
-                e = exp(-abs(eta))
-                one_plus_e = 1.0 + e
-                inv = 1.0 / one_plus_e
-                mean = inv if eta >= 0.0 else e * inv
-                var = e * inv * inv
-                positive = eta if eta > 0.0 else 0.0
-                n_i = trials[i] if family_code == 1 else 1.0
-                term = y[i] * eta - n_i * (positive + log(one_plus_e))
-                mean *= n_i
-                var *= n_i
-            loglik[k, b] += w * term
-            resid = w * (y[i] - mean)
-            for j in range(p):
-                scores[k, b, j] += resid * x[i, j]
-            variance[k, i] = w * var
+    last = m - 1
+    for h in numba.prange((m + LANES - 1) // LANES):
+        k0 = LANES * h
+        k1, k2, k3 = min(k0 + 1, last), min(k0 + 2, last), min(k0 + 3, last)
+        if family_code == 2:
+            _sweep_general(k0, k1, k2, k3, source, columns, values, weights, xb, y, trials,
+                           x, obs_block, 2, loglik, scores, variance)
+        else:
+            _sweep_general(k0, k1, k2, k3, source, columns, values, weights, xb, y, trials,
+                           x, obs_block, family_code, loglik, scores, variance)
 
 
 def fused_pass_numpy(
@@ -234,27 +352,25 @@ def fused_pass(
     m, n = zu.shape[0], y.size
     # Z = I when ``zu`` is given: one index per observation, O(n) against O(m n)
     columns = np.arange(n, dtype=np.intp)[:, None] if z_columns is None else z_columns
+    rows = -(-m // LANES) * LANES  # the lanes past the last draw write rows dropped here
     n_blocks = obs_starts.size
-    loglik = np.empty((m, n_blocks))
-    scores = np.empty((m, n_blocks, x.shape[1]))
-    variance = np.empty((m, n))
+    loglik = np.empty((rows, n_blocks))
+    scores = np.empty((rows, n_blocks, x.shape[1]))
+    variance = np.empty((rows, n))
+    source = np.ascontiguousarray(zu)
+    columns = np.ascontiguousarray(columns, dtype=np.intp)
+    data = (xb, y, trials, np.ascontiguousarray(x), obs_block, code)
     plain = weights is None and (z_values is None or z_columns is None)
-    if plain:
-        _fused_pass_kernel(
-            np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), xb, y,
-            trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores,
-            variance,
-        )
-        return loglik, scores, variance
-    values = (np.ones(columns.shape) if z_values is None or z_columns is None
-              else np.ascontiguousarray(z_values, dtype=np.float64))
-    obs_weights = np.ones(n) if weights is None else np.ascontiguousarray(weights, np.float64)
-    _fused_pass_kernel_general(
-        np.ascontiguousarray(zu), np.ascontiguousarray(columns, dtype=np.intp), values,
-        obs_weights, xb, y,
-        trials, np.ascontiguousarray(x), obs_block, n_blocks, code, loglik, scores, variance,
-    )
-    return loglik, scores, variance
+    if m and plain:
+        _fused_pass_kernel(source, columns, *data, loglik, scores, variance)
+    elif m:
+        values = (np.ones(columns.shape) if z_values is None or z_columns is None
+                  else np.ascontiguousarray(z_values, dtype=np.float64))
+        obs_weights = (np.ones(n) if weights is None
+                       else np.ascontiguousarray(weights, np.float64))
+        _fused_pass_kernel_general(source, columns, values, obs_weights, *data, loglik,
+                                   scores, variance)
+    return loglik[:m], scores[:m], variance[:m]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
