@@ -14,6 +14,7 @@ import pytest
 from helpers import fd_gradient, make_objective
 
 import pyglmm as pg
+from pyglmm.chunks import _rows_times
 from pyglmm.simulate import simulate_glmm
 
 CASES = {
@@ -228,3 +229,13 @@ def test_records_fold_runs_left_to_right():
     assert len(runs) == len(merge_groups(5)) == 5
     for a, b in zip(runs, chunks, strict=True):
         np.testing.assert_array_equal(a.score_sum, b.score_sum)
+
+
+@pytest.mark.parametrize("shape", [(2000, 6, 2, 4), (7, 1, 3, 1), (5, 3, 0), (0, 3, 2)])
+def test_rows_times_is_the_stacked_product(shape) -> None:
+    """The chunk's one matrix-vector product gives the stacked ``@``'s numbers."""
+    rng = np.random.default_rng(5)
+    stack, vector = rng.normal(size=shape), rng.normal(size=shape[-1])
+    got = _rows_times(stack, vector)
+    assert got.shape == shape[:-1]
+    np.testing.assert_array_equal(got, stack @ vector)

@@ -33,6 +33,23 @@ class SizeGroup:
 
     blocks: IntArray  # (G,) block ids
     index: IntArray  # (G, d) block-order effect positions
+    #: the effects as one run of block-order positions (consecutive blocks), else None
+    span: slice | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flat = self.index.ravel()
+        run = flat.size > 0 and bool(np.all(np.diff(flat) == 1))
+        object.__setattr__(self, "span",
+                           slice(int(flat[0]), int(flat[0]) + flat.size) if run else None)
+
+    def columns(self, rows: FloatArray) -> FloatArray:
+        """The group's columns of ``rows`` (m, q) as (m, G, d): a view when they are one
+        run of a C-ordered ``rows`` (no copy), else gathered (a C-ordered copy). Both
+        have the same row strides when the run covers every column, so products of
+        either take the same arithmetic."""
+        if self.span is None or not rows.flags.c_contiguous:
+            return rows[:, self.index]
+        return rows[:, self.span].reshape(rows.shape[0], *self.index.shape)
 
 
 def size_groups(blocks: BlockStructure, alone: IntArray | None = None) -> tuple[SizeGroup, ...]:
@@ -188,8 +205,12 @@ class BlockCholesky:
                 index = group.index[0]
                 out[:, index] = factors.solve_transposed(z[:, index].T).T
             elif self._small(g):
-                zg = np.moveaxis(z[:, group.index], 0, 1)  # (G, m, d)
-                out[:, group.index] = np.moveaxis(zg @ self.inverse_factor(g), 0, 1)
+                zg = np.moveaxis(group.columns(z), 0, 1)  # (G, m, d)
+                mapped = np.moveaxis(zg @ self.inverse_factor(g), 0, 1)
+                if group.span is None or not out.flags.c_contiguous:
+                    out[:, group.index] = mapped
+                else:
+                    group.columns(out)[...] = mapped  # writes through the view
             else:
                 for factor, index in zip(factors, group.index, strict=True):
                     out[:, index] = solve_triangular(factor, z[:, index].T, lower=True,
@@ -204,7 +225,7 @@ class BlockCholesky:
                 s = factor.transposed_times(r[:, group.index[0]].T)  # (d, m)
                 out[:, group.blocks[0]] = np.einsum("dm,dm->m", s, s)
                 continue
-            rg = np.moveaxis(r[:, group.index], 0, 1)  # (G, m, d)
+            rg = np.moveaxis(group.columns(r), 0, 1)  # (G, m, d)
             t = rg @ factor  # rows of (L^T r)^T
             out[:, group.blocks] = np.einsum("gmd,gmd->mg", t, t)
         return out
