@@ -358,3 +358,37 @@ def test_mixed_chain_fit_agrees_with_importance_sampling(chains_from_16):
     serial = pg.glmm(**(args | {"m": 1024}))
     assert np.array_equal(two.params().to_numpy(), serial.params().to_numpy())
     assert two.loglike_value == serial.loglike_value
+
+
+@pytest.mark.parametrize("family_code", [0, 1, 2])
+@pytest.mark.parametrize("with_loglik", [True, False])
+def test_gradient_kernel_sweeps_each_row_as_if_alone(family_code, with_loglik):
+    """The chains' kernel takes four rows at a time; each row's numbers are those of the
+    row passed alone, to the last bit, whatever the number of rows (the last group's
+    lanes past the last row write padding rows)."""
+    rng = np.random.default_rng(21)
+    n, q = 500, 60
+    columns = np.column_stack([rng.integers(0, 30, n), rng.integers(30, q, n)]).astype(np.intp)
+    values = np.column_stack([np.ones(n), rng.normal(size=n)])
+    weights = rng.integers(0, 3, n).astype(float)
+    xb = rng.normal(size=n)
+    trials = rng.integers(1, 5, n).astype(float) if family_code == 1 else np.ones(n)
+    y = (rng.poisson(2, n).astype(float) if family_code == 2
+         else rng.binomial(trials.astype(int), 0.4).astype(float))
+    obs_block = np.repeat(np.arange(2), [300, 200]).astype(np.intp)
+
+    def kernel(u):
+        rows = -(-u.shape[0] // 4) * 4
+        loglik, grad = np.zeros((rows, 2)), np.empty((rows, q))
+        chains_module._data_gradient_kernel(u, columns, values, weights, xb, y, trials,
+                                            obs_block, family_code, with_loglik, loglik,
+                                            grad)
+        return loglik[:u.shape[0]], grad[:u.shape[0]]
+
+    for m in (1, 6, 9):
+        u = rng.normal(0, 2, (m, q))
+        loglik, grad = kernel(u)
+        for k in range(m):
+            alone_loglik, alone_grad = kernel(u[k:k + 1])
+            np.testing.assert_array_equal(loglik[k:k + 1], alone_loglik)
+            np.testing.assert_array_equal(grad[k:k + 1], alone_grad)

@@ -70,6 +70,25 @@ TRAJECTORY = 1.5
 _POISSON_ETA_MAX = 300.0
 
 
+@numba.njit(inline="always", nogil=True)
+def _mean_and_term(
+    eta: float, y_i: float, n_i: float, family_code: int, with_loglik: bool
+) -> tuple[float, float]:  # pragma: no cover - compiled (inlined)
+    """``c'(eta)`` (times the trials) and the log-density term (0 without loglik)."""
+    if family_code == 2:
+        if eta > _POISSON_ETA_MAX:
+            eta = _POISSON_ETA_MAX
+        mean = exp(eta)
+        return mean, (y_i * eta - mean) if with_loglik else 0.0
+    if with_loglik:
+        e = exp(-abs(eta))
+        mean = 1.0 / (1.0 + e) if eta >= 0.0 else e / (1.0 + e)
+        positive = eta if eta > 0.0 else 0.0
+        return mean * n_i, y_i * eta - n_i * (positive + log1p(e))
+    # exp(-eta) = inf gives mean 0, as it should
+    return (1.0 / (1.0 + exp(-eta))) * n_i, 0.0
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _data_gradient_kernel(
     u: FloatArray,
@@ -85,36 +104,48 @@ def _data_gradient_kernel(
     loglik: FloatArray,
     grad: FloatArray,
 ) -> None:  # pragma: no cover - compiled; pinned to the numpy path by the tests
+    """Four rows at a time (their sums overlap in the processor, as in
+    :mod:`pyglmm.kernels`); the outputs have a multiple of four rows, and the last
+    group's lanes past the last row repeat it into rows the caller drops. Every row's
+    arithmetic is that of a sweep over it alone."""
     n_rows = u.shape[0]
     n, n_columns = columns.shape
-    for k in numba.prange(n_rows):
-        loglik[k, :] = 0.0
-        grad[k, :] = 0.0
+    last = n_rows - 1
+    for h in numba.prange((n_rows + 3) // 4):
+        k0 = 4 * h
+        k1, k2, k3 = min(k0 + 1, last), min(k0 + 2, last), min(k0 + 3, last)
+        for row in range(k0, k0 + 4):
+            loglik[row, :] = 0.0
+            grad[row, :] = 0.0
         for i in range(n):
-            eta = xb[i]
+            xb_i = xb[i]
+            eta0 = eta1 = eta2 = eta3 = xb_i
             for c in range(n_columns):
-                eta += values[i, c] * u[k, columns[i, c]]
-            w = obs_weights[i]
-            if family_code == 2:
-                if eta > _POISSON_ETA_MAX:
-                    eta = _POISSON_ETA_MAX
-                mean = exp(eta)
-                if with_loglik:
-                    loglik[k, obs_block[i]] += w * (y[i] * eta - mean)
-            else:
-                n_i = 1.0 if family_code == 0 else trials[i]
-                if with_loglik:
-                    e = exp(-abs(eta))
-                    mean = 1.0 / (1.0 + e) if eta >= 0.0 else e / (1.0 + e)
-                    positive = eta if eta > 0.0 else 0.0
-                    loglik[k, obs_block[i]] += w * (y[i] * eta
-                                                    - n_i * (positive + log1p(e)))
-                else:  # exp(-eta) = inf gives mean 0, as it should
-                    mean = 1.0 / (1.0 + exp(-eta))
-                mean *= n_i
-            resid = w * (y[i] - mean)
+                col, v = columns[i, c], values[i, c]
+                eta0 += v * u[k0, col]
+                eta1 += v * u[k1, col]
+                eta2 += v * u[k2, col]
+                eta3 += v * u[k3, col]
+            w, y_i = obs_weights[i], y[i]
+            n_i = 1.0 if family_code == 0 else trials[i]
+            mean0, term0 = _mean_and_term(eta0, y_i, n_i, family_code, with_loglik)
+            mean1, term1 = _mean_and_term(eta1, y_i, n_i, family_code, with_loglik)
+            mean2, term2 = _mean_and_term(eta2, y_i, n_i, family_code, with_loglik)
+            mean3, term3 = _mean_and_term(eta3, y_i, n_i, family_code, with_loglik)
+            if with_loglik:
+                b = obs_block[i]
+                loglik[k0, b] += w * term0
+                loglik[k0 + 1, b] += w * term1
+                loglik[k0 + 2, b] += w * term2
+                loglik[k0 + 3, b] += w * term3
+            r0, r1 = w * (y_i - mean0), w * (y_i - mean1)
+            r2, r3 = w * (y_i - mean2), w * (y_i - mean3)
             for c in range(n_columns):
-                grad[k, columns[i, c]] += resid * values[i, c]
+                col, v = columns[i, c], values[i, c]
+                grad[k0, col] += r0 * v
+                grad[k0 + 1, col] += r1 * v
+                grad[k0 + 2, col] += r2 * v
+                grad[k0 + 3, col] += r3 * v
 
 
 def data_loglik_gradient(
@@ -133,13 +164,16 @@ def data_loglik_gradient(
     if code is not None:
         values = (np.ones(problem.z_columns.shape) if problem.z_values is None
                   else np.ascontiguousarray(problem.z_values, dtype=np.float64))
-        loglik = np.zeros((u.shape[0], n_blocks))
-        grad = np.empty_like(u)
-        _data_gradient_kernel(u, np.ascontiguousarray(problem.z_columns, dtype=np.intp),
-                              values, np.ascontiguousarray(weights, dtype=np.float64), xb,
-                              problem.y, problem.trials, problem.blocks.obs_block, code,
-                              with_loglik, loglik, grad)
-        return loglik, grad
+        m = u.shape[0]
+        rows = -(-m // 4) * 4  # the kernel's last lanes write rows dropped here
+        loglik = np.zeros((rows, n_blocks))
+        grad = np.empty((rows, u.shape[1]))
+        if m:
+            _data_gradient_kernel(u, np.ascontiguousarray(problem.z_columns, dtype=np.intp),
+                                  values, np.ascontiguousarray(weights, dtype=np.float64),
+                                  xb, problem.y, problem.trials, problem.blocks.obs_block,
+                                  code, with_loglik, loglik, grad)
+        return loglik[:m], grad[:m]
     return _data_loglik_gradient_numpy(problem.family, problem, u, xb, weights)
 
 

@@ -288,6 +288,12 @@ class QMCSampler:
                 cols = np.flatnonzero(df == value)
                 scale[:, cols] = np.sqrt(chi2_quantile(
                     shifted_uniforms(net, shifts, chi_dim[cols]), float(value)) / value)
-            u /= scale[:, blocks.effect_block]
+            sizes = blocks.block_sizes
+            if u.flags.c_contiguous and sizes.size and sizes.min() == sizes.max():
+                # the blocks as a view of equal rows: no (m, q) copy of the scales
+                u.reshape(u.shape[0], sizes.size, int(sizes[0])).__itruediv__(
+                    scale[:, :, None])
+            else:
+                u /= scale[:, blocks.effect_block]
         u += component.location
         return u[:n_draws]
