@@ -3,8 +3,9 @@
 The precision of a block-wise proposal, ``Z_b^T diag(v) Z_b + D_b^{-1}``, is
 block-diagonal over the blocks of :mod:`pyglmm.blocks`. Blocks of equal size are
 stacked into one 3-d array so that Cholesky factors, solves, log-determinants and
-quadratic forms are batched numpy calls whatever the number of blocks (a nested
-design has one block per group). Nothing here forms an inverse of a precision:
+quadratic forms are batched calls whatever the number of blocks (a nested design has
+one block per group; stacks of small blocks are factored and inverted by the compiled
+loops of :mod:`pyglmm.smallblocks`). Nothing here forms an inverse of a precision:
 draws use the inverse of the triangular Cholesky factor of each block.
 """
 
@@ -19,6 +20,7 @@ from scipy.linalg import cho_solve, solve_triangular
 
 from .blocks import BlockStructure
 from .crossed import CROSSED_MIN_SIZE, CrossedFactor, CrossedLayout, CrossedMatrix
+from .smallblocks import cholesky_stack, lower_inverse_stack
 
 if TYPE_CHECKING:
     from .prior import PriorLayout
@@ -139,7 +141,8 @@ class BlockCholesky:
                 factors.append(crossed)
                 half_log_det[group.blocks] = crossed.half_log_det
                 continue
-            factor: FloatArray = np.asarray(np.linalg.cholesky(matrix), dtype=np.float64)
+            factor: FloatArray = (cholesky_stack(matrix) if matrix.shape[-1] <= SMALL_BLOCK
+                                  else np.asarray(np.linalg.cholesky(matrix), np.float64))
             factors.append(factor)
             half_log_det[group.blocks] = np.log(np.diagonal(factor, axis1=1, axis2=2)).sum(1)
         return cls(groups, tuple(factors), half_log_det)
@@ -149,8 +152,11 @@ class BlockCholesky:
         if g not in self._inverses:
             factor = self.factors[g]
             assert isinstance(factor, np.ndarray)
-            identity = np.broadcast_to(np.eye(factor.shape[-1]), factor.shape)
-            self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
+            if factor.shape[-1] <= SMALL_BLOCK:
+                self._inverses[g] = lower_inverse_stack(factor)
+            else:
+                identity = np.broadcast_to(np.eye(factor.shape[-1]), factor.shape)
+                self._inverses[g] = np.tril(np.linalg.solve(factor, identity))
         return self._inverses[g]
 
     def inverse_entries(self, rows: IntArray, cols: IntArray) -> FloatArray:
