@@ -44,14 +44,19 @@ class SizeGroup:
         object.__setattr__(self, "span",
                            slice(int(flat[0]), int(flat[0]) + flat.size) if run else None)
 
-    def columns(self, rows: FloatArray) -> FloatArray:
-        """The group's columns of ``rows`` (m, q) as (m, G, d): a view when they are one
-        run of a C-ordered ``rows`` (no copy), else gathered (a C-ordered copy). Both
-        have the same row strides when the run covers every column, so products of
-        either take the same arithmetic."""
+    def view(self, rows: FloatArray) -> FloatArray | None:
+        """The group's columns of ``rows`` (m, q) as an (m, G, d) view (writable through),
+        or None when they are not one run of a C-ordered ``rows``."""
         if self.span is None or not rows.flags.c_contiguous:
-            return rows[:, self.index]
+            return None
         return rows[:, self.span].reshape(rows.shape[0], *self.index.shape)
+
+    def columns(self, rows: FloatArray) -> FloatArray:
+        """The group's columns of ``rows`` (m, q) as (m, G, d): :meth:`view` where there
+        is one (no copy), else gathered. The two lie differently in memory, so a product
+        of either may differ in the last bits."""
+        view = self.view(rows)
+        return rows[:, self.index] if view is None else view
 
 
 def size_groups(blocks: BlockStructure, alone: IntArray | None = None) -> tuple[SizeGroup, ...]:
@@ -213,10 +218,11 @@ class BlockCholesky:
             elif self._small(g):
                 zg = np.moveaxis(group.columns(z), 0, 1)  # (G, m, d)
                 mapped = np.moveaxis(zg @ self.inverse_factor(g), 0, 1)
-                if group.span is None or not out.flags.c_contiguous:
+                target = group.view(out)
+                if target is None:
                     out[:, group.index] = mapped
                 else:
-                    group.columns(out)[...] = mapped  # writes through the view
+                    target[...] = mapped
             else:
                 for factor, index in zip(factors, group.index, strict=True):
                     out[:, index] = solve_triangular(factor, z[:, index].T, lower=True,

@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from .blocklinalg import BlockCholesky, solve_columns
 from .families import Family
 from .importance import ImportanceSampler
-from .kernels import KERNEL_CODES, fused_pass
+from .kernels import KERNEL_CODES, LANES, fused_pass
 from .prior import PriorAt
 from .problem import Problem
 
@@ -104,17 +104,17 @@ def _data_gradient_kernel(
     loglik: FloatArray,
     grad: FloatArray,
 ) -> None:  # pragma: no cover - compiled; pinned to the numpy path by the tests
-    """Four rows at a time (their sums overlap in the processor, as in
-    :mod:`pyglmm.kernels`); the outputs have a multiple of four rows, and the last
+    """:data:`~pyglmm.kernels.LANES` (four) rows at a time (their sums overlap in the
+    processor, as in :mod:`pyglmm.kernels`); the outputs have a multiple of four rows, and the last
     group's lanes past the last row repeat it into rows the caller drops. Every row's
     arithmetic is that of a sweep over it alone."""
     n_rows = u.shape[0]
     n, n_columns = columns.shape
     last = n_rows - 1
-    for h in numba.prange((n_rows + 3) // 4):
-        k0 = 4 * h
+    for h in numba.prange((n_rows + LANES - 1) // LANES):
+        k0 = LANES * h
         k1, k2, k3 = min(k0 + 1, last), min(k0 + 2, last), min(k0 + 3, last)
-        for row in range(k0, k0 + 4):
+        for row in range(k0, k0 + LANES):
             loglik[row, :] = 0.0
             grad[row, :] = 0.0
         for i in range(n):
@@ -165,7 +165,7 @@ def data_loglik_gradient(
         values = (np.ones(problem.z_columns.shape) if problem.z_values is None
                   else np.ascontiguousarray(problem.z_values, dtype=np.float64))
         m = u.shape[0]
-        rows = -(-m // 4) * 4  # the kernel's last lanes write rows dropped here
+        rows = -(-m // LANES) * LANES  # the kernel's last lanes write rows dropped here
         loglik = np.zeros((rows, n_blocks))
         grad = np.empty((rows, u.shape[1]))
         if m:

@@ -111,15 +111,29 @@ def _eta4_values(
 
 @numba.njit(inline="always", nogil=True)
 def _add_scores(
-    scores: FloatArray, k0: int, k1: int, k2: int, k3: int, b: int, x: FloatArray, i: int,
+    scores: FloatArray, k0: int, b: int, x: FloatArray, i: int,
     r0: float, r1: float, r2: float, r3: float,
 ) -> None:  # pragma: no cover - compiled (inlined)
+    """Add observation ``i``'s scores of output rows ``k0 .. k0 + 3`` in block ``b``."""
     for j in range(x.shape[1]):
         x_ij = x[i, j]
         scores[k0, b, j] += r0 * x_ij
-        scores[k1, b, j] += r1 * x_ij
-        scores[k2, b, j] += r2 * x_ij
-        scores[k3, b, j] += r3 * x_ij
+        scores[k0 + 1, b, j] += r1 * x_ij
+        scores[k0 + 2, b, j] += r2 * x_ij
+        scores[k0 + 3, b, j] += r3 * x_ij
+
+
+@numba.njit(inline="always", nogil=True)
+def _close_run(
+    loglik: FloatArray, k0: int, b: int, lin0: float, lin1: float, lin2: float,
+    lin3: float, prod0: float, prod1: float, prod2: float, prod3: float,
+) -> None:  # pragma: no cover - compiled (inlined)
+    """Add a run's sums (its linear parts less the log of its products) to block ``b``
+    of output rows ``k0 .. k0 + 3``."""
+    loglik[k0, b] += lin0 - log(prod0)
+    loglik[k0 + 1, b] += lin1 - log(prod1)
+    loglik[k0 + 2, b] += lin2 - log(prod2)
+    loglik[k0 + 3, b] += lin3 - log(prod3)
 
 
 @numba.njit(inline="always", nogil=True)
@@ -149,10 +163,8 @@ def _sweep_plain(
     for i in range(n):
         b = obs_block[i]
         if b != current or run == _RUN:
-            loglik[k0, current] += lin0 - log(prod0)
-            loglik[k0 + 1, current] += lin1 - log(prod1)
-            loglik[k0 + 2, current] += lin2 - log(prod2)
-            loglik[k0 + 3, current] += lin3 - log(prod3)
+            _close_run(loglik, k0, current, lin0, lin1, lin2, lin3, prod0, prod1, prod2,
+                       prod3)
             lin0 = lin1 = lin2 = lin3 = 0.0
             prod0 = prod1 = prod2 = prod3 = 1.0
             run = 0
@@ -173,17 +185,13 @@ def _sweep_plain(
             prod2 *= f2
             prod3 *= f3
             run += 1
-        _add_scores(scores, k0, k0 + 1, k0 + 2, k0 + 3, b, x, i, y_i - mean0, y_i - mean1,
-                    y_i - mean2, y_i - mean3)
+        _add_scores(scores, k0, b, x, i, y_i - mean0, y_i - mean1, y_i - mean2, y_i - mean3)
         variance[k0, i] = var0
         variance[k0 + 1, i] = var1
         variance[k0 + 2, i] = var2
         variance[k0 + 3, i] = var3
     if n > 0:
-        loglik[k0, current] += lin0 - log(prod0)
-        loglik[k0 + 1, current] += lin1 - log(prod1)
-        loglik[k0 + 2, current] += lin2 - log(prod2)
-        loglik[k0 + 3, current] += lin3 - log(prod3)
+        _close_run(loglik, k0, current, lin0, lin1, lin2, lin3, prod0, prod1, prod2, prod3)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -248,8 +256,8 @@ def _sweep_general(
         loglik[k0 + 1, b] += w * t1
         loglik[k0 + 2, b] += w * t2
         loglik[k0 + 3, b] += w * t3
-        _add_scores(scores, k0, k0 + 1, k0 + 2, k0 + 3, b, x, i, w * (y_i - mean0),
-                    w * (y_i - mean1), w * (y_i - mean2), w * (y_i - mean3))
+        _add_scores(scores, k0, b, x, i, w * (y_i - mean0), w * (y_i - mean1),
+                    w * (y_i - mean2), w * (y_i - mean3))
         variance[k0, i] = w * var0
         variance[k0 + 1, i] = w * var1
         variance[k0 + 2, i] = w * var2

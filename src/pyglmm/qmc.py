@@ -291,8 +291,8 @@ class QMCSampler:
             sizes = blocks.block_sizes
             if u.flags.c_contiguous and sizes.size and sizes.min() == sizes.max():
                 # the blocks as a view of equal rows: no (m, q) copy of the scales
-                u.reshape(u.shape[0], sizes.size, int(sizes[0])).__itruediv__(
-                    scale[:, :, None])
+                by_block = u.reshape(u.shape[0], sizes.size, int(sizes[0]))
+                by_block /= scale[:, :, None]
             else:
                 u /= scale[:, blocks.effect_block]
         u += component.location
